@@ -1,0 +1,131 @@
+"""The backend contract: what every array backend provides, written once.
+
+A backend is an object with a ``name`` and an array module ``xp`` (NumPy or
+CuPy) that carries the hot kernels of a multilayer perceptron. The methods
+below are written against ``xp`` alone, so they run unchanged on any module
+that follows NumPy's API; a backend overrides only the kernels where a
+faster implementation pays, and ``backends.reference`` holds the plain NumPy
+reference that every override is tested against.
+
+Conventions: rows are samples. Kernels write into preallocated outputs
+(``out``) or update in place, so a training step allocates no large arrays.
+
+    transfer   asarray(host, dtype) -> device array;  to_numpy(array) -> numpy.ndarray
+    memory     empty(shape, dtype), zeros(shape, dtype), copy_into(dst, src)
+    randomness rng(seed) -> a Generator of the array module (``random(out=...)``)
+    sync       synchronize(); ``host_reads_are_free`` is True where reading a
+               device scalar does not stall a device (the CPU)
+    kernels    matmul, bias_add, bias_relu, relu, relu_backward, sum_rows,
+               softmax_cross_entropy, count_correct, sgd_update
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+Array = Any  # a numpy.ndarray or a cupy.ndarray
+
+
+class BackendUnavailable(RuntimeError):
+    """The requested backend cannot run here (its package or its device is missing)."""
+
+
+class Backend:
+    """An array module plus the kernels that layers, losses and optimizers call."""
+
+    name: str = "abstract"
+    xp: ModuleType = np
+    host_reads_are_free: bool = True
+
+    def __repr__(self) -> str:
+        return f"<Backend {self.name}>"
+
+    # ---- transfer and memory -------------------------------------------------------
+    def asarray(self, host: Any, dtype: Any = None) -> Array:
+        """A device array holding ``host`` (no copy when it is already there)."""
+        return self.xp.asarray(host, dtype=dtype)
+
+    def to_numpy(self, array: Array) -> np.ndarray:
+        """A NumPy array holding ``array``."""
+        return np.asarray(array)
+
+    def synchronize(self) -> None:
+        """Wait until the work queued on the device is done (a no-op on the CPU)."""
+
+    def empty(self, shape: tuple[int, ...], dtype: Any) -> Array:
+        return self.xp.empty(shape, dtype=dtype)
+
+    def zeros(self, shape: tuple[int, ...], dtype: Any) -> Array:
+        return self.xp.zeros(shape, dtype=dtype)
+
+    def copy_into(self, dst: Array, src: Array) -> None:
+        """dst[...] = src, both on this backend."""
+        self.xp.copyto(dst, src)
+
+    def rng(self, seed: Any) -> Any:
+        """A random Generator of the array module, seeded with ``seed``."""
+        return self.xp.random.default_rng(seed)
+
+    def is_array(self, obj: Any) -> bool:
+        """Whether ``obj`` is an array of this backend's module."""
+        return isinstance(obj, self.xp.ndarray)
+
+    # ---- kernels -------------------------------------------------------------------
+    def matmul(self, a: Array, b: Array, out: Array) -> Array:
+        """out = a @ b. a: (N, K), b: (K, M), out: (N, M); a and b may be transposed views."""
+        return self.xp.matmul(a, b, out=out)
+
+    def bias_add(self, y: Array, b: Array) -> None:
+        """y += b in place. y: (N, M), b: (M,)."""
+        self.xp.add(y, b, out=y)
+
+    def bias_relu(self, y: Array, b: Array) -> None:
+        """y = max(y + b, 0) in place. y: (N, M), b: (M,)."""
+        self.xp.add(y, b, out=y)
+        self.xp.maximum(y, 0, out=y)
+
+    def relu(self, x: Array, out: Array) -> None:
+        """out = max(x, 0); ``out`` may be ``x``."""
+        self.xp.maximum(x, 0, out=out)
+
+    def relu_backward(self, grad: Array, y: Array, out: Array) -> None:
+        """out = grad where y > 0, else 0. ``y`` is the ReLU's output (or its input:
+        the sign is the same); ``out`` may be ``grad`` but must not be ``y``."""
+        self.xp.multiply(grad, y > 0, out=out)
+
+    def sum_rows(self, x: Array, out: Array) -> None:
+        """out = sum of the rows of x. x: (N, M), out: (M,)."""
+        self.xp.sum(x, axis=0, out=out)
+
+    def softmax_cross_entropy(self, logits: Array, labels: Array, dlogits: Array) -> Array:
+        """The fused softmax + sparse categorical cross-entropy, in one call.
+
+        logits: (N, C) float, labels: (N,) integer in [0, C), dlogits: (N, C) output.
+        Returns the mean loss, mean_i(logsumexp(z_i) - z_i,y_i), as a 0-d device
+        array, and writes dlogits = (softmax(z) - onehot(y)) / N. Stable: the row
+        max is subtracted before exp, and log(softmax) is never formed.
+        """
+        xp = self.xp
+        n = logits.shape[0]
+        rows = xp.arange(n)
+        row_max = logits.max(axis=1, keepdims=True)
+        xp.subtract(logits, row_max, out=dlogits)  # z - max
+        picked = dlogits[rows, labels]  # z_y - max
+        xp.exp(dlogits, out=dlogits)
+        sums = dlogits.sum(axis=1, keepdims=True)
+        loss = (xp.log(sums).sum() - picked.sum()) / n
+        sums *= n
+        xp.divide(dlogits, sums, out=dlogits)  # softmax / N
+        dlogits[rows, labels] -= 1.0 / n
+        return loss
+
+    def count_correct(self, logits: Array, labels: Array) -> Array:
+        """How many rows of logits (N, C) have their maximum at the label: a 0-d device array."""
+        return (logits.argmax(axis=1) == labels).sum()
+
+    def sgd_update(self, param: Array, grad: Array, lr: float) -> None:
+        """param -= lr * grad, in place."""
+        param -= lr * grad

@@ -1,0 +1,5 @@
+import sys
+
+from nnx.cli import main
+
+sys.exit(main())

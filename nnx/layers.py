@@ -1,0 +1,219 @@
+"""Layers: Dense, ReLU, Softmax and Dropout.
+
+The layer contract (after jax's stax, kept small):
+
+    build(backend, dtype, rng)  allocate parameters; rng is a numpy.random.Generator,
+                                so one seed gives the same weights on every backend
+    forward(x) -> y             x: (N, in) backend array; y: (N, out), a buffer the layer owns
+    backward(grad) -> dx        grad: dL/dy (N, out); returns dL/dx (N, in), fills ``grads``
+    params, grads               dicts of backend arrays with the same keys
+    config()                    the constructor's arguments, for model files
+
+Buffers are sized on the first batch of a shape and reused afterwards, so the
+steady state of training allocates nothing; the math lives in backend kernels.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from backends import Backend
+from backends.contract import Array
+from nnx.checks import check_fraction, check_positive_int
+from nnx.errors import ShapeError
+
+
+class Layer:
+    """Base class: no parameters, buffers cached by name and shape."""
+
+    def __init__(self) -> None:
+        self.params: dict[str, Array] = {}
+        self.grads: dict[str, Array] = {}
+        self.training = False
+        self.backend: Backend | None = None
+        self.dtype: Any = None
+        self._buffers: dict[str, Array] = {}
+
+    def build(self, backend: Backend, dtype: Any, rng: np.random.Generator) -> None:
+        self.backend, self.dtype = backend, np.dtype(dtype)
+        self._buffers = {}
+
+    def buffer(self, name: str, shape: tuple[int, ...]) -> Array:
+        """A scratch array of this shape, reused while the shape stays the same.
+
+        Two shapes are kept per name: the full batch and the last, smaller one of an epoch.
+        """
+        key = (name, shape)
+        buf = self._buffers.get(key)
+        if buf is None:
+            stale = [k for k in self._buffers if k[0] == name]
+            if len(stale) >= 2:
+                del self._buffers[stale[0]]
+            buf = self._buffers[key] = self.backend.empty(shape, self.dtype)
+        return buf
+
+    def output_features(self, in_features: int) -> int:
+        return in_features
+
+    def config(self) -> dict[str, Any]:
+        return {}
+
+    def forward(self, x: Array) -> Array:
+        raise NotImplementedError
+
+    def backward(self, grad: Array) -> Array:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class Dense(Layer):
+    """y = x·W + b. W: (in_features, out_features), b: (out_features,).
+
+    He initialisation (normal, std = sqrt(2 / in_features)) suits ReLU networks; b starts at 0.
+    Backward: dW = xᵀ·dy, db = Σ_rows dy, dx = dy·Wᵀ.
+    """
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__()
+        self.in_features = check_positive_int(in_features, "in_features")
+        self.out_features = check_positive_int(out_features, "out_features")
+        self.propagate_grad = True  # Sequential turns this off for the first layer
+        self.fused_relu = False  # Sequential turns this on when a ReLU follows
+
+    def build(self, backend: Backend, dtype: Any, rng: np.random.Generator) -> None:
+        super().build(backend, dtype, rng)
+        std = np.sqrt(2.0 / self.in_features)
+        w = rng.standard_normal((self.in_features, self.out_features)) * std
+        self.params = {
+            "W": backend.asarray(w.astype(self.dtype)),
+            "b": backend.zeros((self.out_features,), self.dtype),
+        }
+        self.grads = {k: backend.zeros(v.shape, self.dtype) for k, v in self.params.items()}
+
+    def output_features(self, in_features: int) -> int:
+        if in_features != self.in_features:
+            raise ShapeError(f"Dense expects {self.in_features} input features; the layer before gives {in_features}")
+        return self.out_features
+
+    def config(self) -> dict[str, Any]:
+        return {"in_features": self.in_features, "out_features": self.out_features}
+
+    def forward(self, x: Array) -> Array:
+        self.x = x
+        y = self.buffer("y", (x.shape[0], self.out_features))
+        self.backend.matmul(x, self.params["W"], y)
+        if self.fused_relu:
+            self.backend.bias_relu(y, self.params["b"])
+        else:
+            self.backend.bias_add(y, self.params["b"])
+        return y
+
+    def backward(self, grad: Array) -> Array | None:
+        be, x = self.backend, self.x
+        be.matmul(x.T, grad, self.grads["W"])
+        be.sum_rows(grad, self.grads["b"])
+        if not self.propagate_grad:
+            return None
+        dx = self.buffer("dx", x.shape)
+        be.matmul(grad, self.params["W"].T, dx)
+        return dx
+
+
+class ReLU(Layer):
+    """y = max(x, 0); dx = dy where x > 0, else 0.
+
+    After a Dense layer, Sequential fuses the forward into the Dense's bias add
+    (``fused``), and this layer only masks the gradient.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fused = False
+
+    def forward(self, x: Array) -> Array:
+        if self.fused:  # the Dense before has already applied max(., 0)
+            self.y = x
+            return x
+        self.y = self.buffer("y", x.shape)
+        self.backend.relu(x, self.y)
+        return self.y
+
+    def backward(self, grad: Array) -> Array:
+        dx = self.buffer("dx", grad.shape)
+        self.backend.relu_backward(grad, self.y, dx)
+        return dx
+
+
+class Softmax(Layer):
+    """Row-wise softmax, for inference: probabilities from logits. x, y: (N, C).
+
+    For training, end the network with logits and use SparseCategoricalCrossentropy,
+    which fuses softmax and the loss. Backward: dx = y ⊙ (dy − Σ_j dy_j y_j).
+    """
+
+    def forward(self, x: Array) -> Array:
+        xp = self.backend.xp
+        y = self.y = self.buffer("y", x.shape)
+        xp.subtract(x, x.max(axis=1, keepdims=True), out=y)
+        xp.exp(y, out=y)
+        y /= y.sum(axis=1, keepdims=True)
+        return y
+
+    def backward(self, grad: Array) -> Array:
+        xp = self.backend.xp
+        dx = self.buffer("dx", grad.shape)
+        xp.multiply(grad, self.y, out=dx)
+        dot = dx.sum(axis=1, keepdims=True)
+        xp.subtract(grad, dot, out=dx)
+        dx *= self.y
+        return dx
+
+
+class Dropout(Layer):
+    """Inverted dropout: in training, zero each input with probability p and scale the rest by 1/(1-p).
+
+    Does nothing outside training (evaluate, predict). x, y: (N, F).
+    """
+
+    def __init__(self, p: float = 0.5) -> None:
+        super().__init__()
+        self.p = check_fraction(p, "p")
+
+    def build(self, backend: Backend, dtype: Any, rng: np.random.Generator) -> None:
+        super().build(backend, dtype, rng)
+        self.reseed(int(rng.integers(2**63)))
+
+    def reseed(self, seed: Any) -> None:
+        """Restart the mask stream (fit reseeds every epoch, so a resumed run repeats it)."""
+        self._rng = self.backend.rng(seed)
+
+    def config(self) -> dict[str, Any]:
+        return {"p": self.p}
+
+    def forward(self, x: Array) -> Array:
+        if not self.training or self.p == 0:
+            self.mask = None
+            return x
+        xp = self.backend.xp
+        mask = self.mask = self.buffer("mask", x.shape)
+        self._rng.random(dtype=mask.dtype, out=mask)  # uniform [0, 1)
+        xp.greater_equal(mask, self.p, out=mask)  # keep with probability 1 - p
+        mask *= 1.0 / (1.0 - self.p)
+        y = self.buffer("y", x.shape)
+        xp.multiply(x, mask, out=y)
+        return y
+
+    def backward(self, grad: Array) -> Array:
+        if self.mask is None:
+            return grad
+        dx = self.buffer("dx", grad.shape)
+        self.backend.xp.multiply(grad, self.mask, out=dx)
+        return dx
+
+
+LAYER_TYPES: dict[str, type[Layer]] = {cls.__name__: cls for cls in (Dense, ReLU, Softmax, Dropout)}

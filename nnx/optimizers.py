@@ -1,0 +1,180 @@
+"""Optimizers: SGD (with momentum, Nesterov and decoupled weight decay) and Adam / AdamW.
+
+Each update is a few in-place operations on the backend's arrays, so the same
+code runs on NumPy and CuPy and allocates nothing after the first step.
+``lr`` is the current learning rate; a schedule in ``fit`` sets it every step
+from ``base_lr``. Weight decay is decoupled (Loshchilov & Hutter): p ← p·(1 − lr·wd).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from backends import Backend
+from backends.contract import Array
+from nnx.checks import check_fraction, check_positive
+
+Parameter = tuple[str, Array, Array]  # (name, value, gradient)
+
+
+class Optimizer:
+    """Base class: ``step(model)`` updates every parameter from its gradient.
+
+    clip_norm: when set, gradients are scaled so that their global L2 norm is at most clip_norm
+    (on the device, without reading anything back to the host).
+    """
+
+    def __init__(self, lr: float, weight_decay: float = 0.0, clip_norm: float | None = None) -> None:
+        self.lr = self.base_lr = check_positive(lr, "lr")
+        self.weight_decay = check_positive(weight_decay, "weight_decay", allow_zero=True)
+        self.clip_norm = None if clip_norm is None else check_positive(clip_norm, "clip_norm")
+        self.t = 0  # completed steps
+        self.state: dict[str, dict[str, Array]] = {}
+        self._scratch: dict[str, Array] = {}
+
+    def step(self, model: Any) -> None:
+        """Apply one update to ``model.parameters()`` from their gradients."""
+        self.t += 1
+        params = list(model.parameters())
+        if self.clip_norm is not None:
+            self._clip(model.backend, params)
+        for name, p, g in params:
+            if self.weight_decay:
+                p *= 1.0 - self.lr * self.weight_decay
+            self.update(model.backend, name, p, g)
+
+    def update(self, backend: Backend, name: str, p: Array, g: Array) -> None:
+        raise NotImplementedError
+
+    def _clip(self, backend: Backend, params: list[Parameter]) -> None:
+        xp = backend.xp
+        sq = sum(xp.vdot(g, g) for _, _, g in params)
+        scale = xp.minimum(1.0, self.clip_norm / (xp.sqrt(sq) + 1e-12)).astype(params[0][2].dtype)
+        for _, _, g in params:
+            g *= scale
+
+    def slot(self, backend: Backend, name: str, slot: str, like: Array) -> Array:
+        """The state array ``slot`` of parameter ``name``, zeros at first."""
+        per_param = self.state.setdefault(name, {})
+        if slot not in per_param:
+            per_param[slot] = backend.zeros(like.shape, like.dtype)
+        return per_param[slot]
+
+    def scratch(self, backend: Backend, name: str, like: Array) -> Array:
+        if name not in self._scratch:
+            self._scratch[name] = backend.empty(like.shape, like.dtype)
+        return self._scratch[name]
+
+    def state_arrays(self) -> dict[str, Array]:
+        """Flat {"<param>.<slot>": array} for checkpoints."""
+        return {f"{p}.{s}": a for p, slots in self.state.items() for s, a in slots.items()}
+
+    def load_state(self, backend: Backend, arrays: dict[str, Any], t: int) -> None:
+        """Restore what ``state_arrays`` returned (host or device arrays) and the step count."""
+        self.t = t
+        self.state = {}
+        for key, value in arrays.items():
+            pname, slot = key.rsplit(".", 1)
+            self.state.setdefault(pname, {})[slot] = backend.asarray(value)
+
+    def config(self) -> dict[str, Any]:
+        return {"lr": self.base_lr, "weight_decay": self.weight_decay, "clip_norm": self.clip_norm}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+
+class SGD(Optimizer):
+    """Gradient descent: w ← w − lr·dw; with momentum μ: v ← μ·v + dw, w ← w − lr·v;
+    Nesterov looks ahead: w ← w − lr·(dw + μ·v)."""
+
+    def __init__(
+        self,
+        lr: float = 0.01,
+        momentum: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        clip_norm: float | None = None,
+    ) -> None:
+        super().__init__(lr, weight_decay, clip_norm)
+        self.momentum = check_fraction(momentum, "momentum")
+        self.nesterov = bool(nesterov)
+
+    def update(self, backend: Backend, name: str, p: Array, g: Array) -> None:
+        if not self.momentum:
+            backend.sgd_update(p, g, self.lr)
+            return
+        v = self.slot(backend, name, "velocity", p)
+        v *= self.momentum  # v ← μ·v + g
+        v += g
+        if not self.nesterov:
+            backend.sgd_update(p, v, self.lr)
+            return
+        look_ahead = self.scratch(backend, name, p)  # g + μ·v
+        backend.xp.multiply(v, self.momentum, out=look_ahead)
+        look_ahead += g
+        backend.sgd_update(p, look_ahead, self.lr)
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class Adam(Optimizer):
+    """Adam (Kingma & Ba) with decoupled weight decay (so Adam(weight_decay=wd) is AdamW)."""
+
+    def __init__(
+        self,
+        lr: float = 1e-3,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        clip_norm: float | None = None,
+    ) -> None:
+        super().__init__(lr, weight_decay, clip_norm)
+        self.beta1 = check_fraction(beta1, "beta1")
+        self.beta2 = check_fraction(beta2, "beta2")
+        self.eps = check_positive(eps, "eps")
+
+    def update(self, backend: Backend, name: str, p: Array, g: Array) -> None:
+        xp, b1, b2 = backend.xp, self.beta1, self.beta2
+        m = self.slot(backend, name, "m", p)
+        v = self.slot(backend, name, "v", p)
+        tmp = self.scratch(backend, name, p)
+        m *= b1  # First moment: m ← β1·m + (1 − β1)·g.
+        xp.multiply(g, 1.0 - b1, out=tmp)
+        m += tmp
+        v *= b2  # Second moment: v ← β2·v + (1 − β2)·g².
+        xp.multiply(g, g, out=tmp)
+        tmp *= 1.0 - b2
+        v += tmp
+        # Bias correction folded into the step size: m̂/(√v̂ + ε) = (√c2/c1)·m/(√v + ε√c2).
+        c1, c2 = 1.0 - b1**self.t, 1.0 - b2**self.t
+        xp.sqrt(v, out=tmp)
+        tmp += self.eps * math.sqrt(c2)
+        xp.divide(m, tmp, out=tmp)
+        backend.sgd_update(p, tmp, self.lr * math.sqrt(c2) / c1)
+
+    def config(self) -> dict[str, Any]:
+        return {**super().config(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
+
+
+class AdamW(Adam):
+    """Adam with decoupled weight decay, 0.01 by default."""
+
+    def __init__(self, lr: float = 1e-3, weight_decay: float = 0.01, **kwargs: Any) -> None:
+        super().__init__(lr, weight_decay=weight_decay, **kwargs)
+
+
+OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
+
+
+def get_optimizer(name: str, **kwargs: Any) -> Optimizer:
+    """An optimizer by name ("sgd", "adam", "adamw"), for the command line."""
+    if name not in OPTIMIZERS:
+        from nnx.errors import ConfigError
+
+        raise ConfigError(f"optimizer must be one of {sorted(OPTIMIZERS)}; got {name!r}")
+    return OPTIMIZERS[name](**kwargs)

@@ -1,0 +1,67 @@
+"""Progress display for fit: a tqdm bar per epoch on a terminal, one line per epoch elsewhere."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+from nnx.callbacks import Callback
+
+
+def format_logs(epoch: int, epochs: int, logs: dict[str, float]) -> str:
+    parts = [f"epoch {epoch + 1}/{epochs}", f"loss {logs['loss']:.4f}", f"accuracy {logs['accuracy']:.4f}"]
+    if "val_loss" in logs:
+        parts += [f"val_loss {logs['val_loss']:.4f}", f"val_accuracy {logs['val_accuracy']:.4f}"]
+    parts.append(f"{logs['seconds']:.2f}s")
+    return "  ".join(parts)
+
+
+class LineProgress(Callback):
+    """One line per epoch: loss, accuracy, validation metrics and time."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+
+    def on_train_begin(self, model: Any, epochs: int, n_samples: int) -> None:
+        self.epochs = epochs
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        print(format_logs(epoch, self.epochs, logs), file=self.stream, flush=True)
+
+
+class TqdmProgress(LineProgress):
+    """A tqdm bar per epoch with the running loss, accuracy and samples per second.
+
+    fit calls on_progress only every few steps, so the display never forces a device sync per step.
+    """
+
+    def on_train_begin(self, model: Any, epochs: int, n_samples: int) -> None:
+        super().on_train_begin(model, epochs, n_samples)
+        self.n_samples = n_samples
+
+    def on_epoch_begin(self, epoch: int) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(
+            total=self.n_samples,
+            desc=f"epoch {epoch + 1}/{self.epochs}",
+            unit="sample",
+            file=self.stream,
+            leave=False,
+            dynamic_ncols=True,
+        )
+        self.start = time.perf_counter()
+
+    def on_progress(self, epoch: int, seen: int, loss: float, accuracy: float) -> None:
+        rate = seen / max(time.perf_counter() - self.start, 1e-9)
+        self.bar.set_postfix(loss=f"{loss:.4f}", acc=f"{accuracy:.4f}", sps=f"{rate:,.0f}", refresh=False)
+        self.bar.update(seen - self.bar.n)
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        self.bar.close()
+        super().on_epoch_end(epoch, logs)
+
+    def on_train_end(self) -> None:
+        if getattr(self, "bar", None) is not None:
+            self.bar.close()
