@@ -100,26 +100,44 @@ class Backend:
         """out = sum of the rows of x. x: (N, M), out: (M,)."""
         self.xp.sum(x, axis=0, out=out)
 
-    def softmax_cross_entropy(self, logits: Array, labels: Array, dlogits: Array) -> Array:
+    def loss_workspace(self, n: int, c: int, dtype: Any) -> dict[str, Array]:
+        """Scratch that softmax_cross_entropy reuses for (N, C) logits, so it allocates nothing."""
+        xp = self.xp
+        return {
+            "offsets": xp.arange(n, dtype=xp.int64) * c,  # flat index of each row's first entry
+            "index": xp.empty(n, xp.int64),
+            **{name: xp.empty(n, dtype) for name in ("row_a", "row_b", "row_c")},
+        }
+
+    def softmax_cross_entropy(
+        self, logits: Array, labels: Array, dlogits: Array, workspace: dict[str, Array] | None = None
+    ) -> Array:
         """The fused softmax + sparse categorical cross-entropy, in one call.
 
-        logits: (N, C) float, labels: (N,) integer in [0, C), dlogits: (N, C) output.
-        Returns the mean loss, mean_i(logsumexp(z_i) - z_i,y_i), as a 0-d device
-        array, and writes dlogits = (softmax(z) - onehot(y)) / N. Stable: the row
-        max is subtracted before exp, and log(softmax) is never formed.
+        logits: (N, C) float, labels: (N,) integer in [0, C), dlogits: (N, C) C-contiguous output.
+        Returns the mean loss, mean_i(logsumexp(z_i) - z_i,y_i), as a 0-d device array, and
+        writes dlogits = (softmax(z) - onehot(y)) / N. Stable: the row max is subtracted
+        before exp, and log(softmax) is never formed. ``workspace`` comes from loss_workspace.
         """
         xp = self.xp
-        n = logits.shape[0]
-        rows = xp.arange(n)
-        row_max = logits.max(axis=1, keepdims=True)
-        xp.subtract(logits, row_max, out=dlogits)  # z - max
-        picked = dlogits[rows, labels]  # z_y - max
+        n, c = logits.shape
+        ws = workspace or self.loss_workspace(n, c, logits.dtype)
+        flat, index, row_max, picked, scale = dlogits.reshape(-1), ws["index"], ws["row_a"], ws["row_b"], ws["row_c"]
+        xp.add(ws["offsets"], labels, out=index)  # flat position of z_i,y_i
+        xp.max(logits, axis=1, out=row_max)
+        xp.subtract(logits, row_max[:, None], out=dlogits)  # z - max
+        xp.take(flat, index, out=picked)  # z_y - max
         xp.exp(dlogits, out=dlogits)
-        sums = dlogits.sum(axis=1, keepdims=True)
-        loss = (xp.log(sums).sum() - picked.sum()) / n
-        sums *= n
-        xp.divide(dlogits, sums, out=dlogits)  # softmax / N
-        dlogits[rows, labels] -= 1.0 / n
+        sums = row_max  # the max is no longer needed
+        xp.sum(dlogits, axis=1, out=sums)
+        xp.multiply(sums, n, out=scale)
+        xp.divide(dlogits, scale[:, None], out=dlogits)  # softmax / N
+        xp.log(sums, out=sums)
+        xp.subtract(sums, picked, out=sums)  # per-row loss: logsumexp - z_y
+        loss = sums.sum() / n
+        xp.take(flat, index, out=picked)
+        picked -= 1.0 / n
+        xp.put(flat, index, picked)  # subtract onehot / N (raises on a label out of range)
         return loss
 
     def count_correct(self, logits: Array, labels: Array) -> Array:

@@ -19,7 +19,7 @@ class NumpyBackend(Backend):
         if out is grad:  # in place: the mask has to live somewhere else
             np.multiply(grad, y > 0, out=out)
             return
-        np.greater(y, 0, out=out)  # 1.0 where y > 0, else 0.0
+        np.heaviside(y, out.dtype.type(0), out=out)  # 1.0 where y > 0, else 0.0, no bool temporary
         np.multiply(out, grad, out=out)
 
     def sgd_update(self, param: Array, grad: Array, lr: float) -> None:

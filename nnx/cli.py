@@ -115,7 +115,9 @@ def make_model(n_features: int, n_classes: int, settings: dict[str, Any], backen
     try:
         hidden = [int(h) for h in str(settings["hidden"]).split(",") if h.strip()]
     except ValueError:
-        raise UsageError(f"--hidden must be comma-separated layer widths like 256,256; got {settings['hidden']!r}") from None
+        raise UsageError(
+            f"--hidden must be comma-separated layer widths like 256,256; got {settings['hidden']!r}"
+        ) from None
     layers: list[nnx.Layer] = []
     width = n_features
     for h in hidden:
@@ -253,7 +255,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     names, x = read_inputs(Path(args.input))
     probs = model.predict(x)
     classes = probs.argmax(axis=1)
-    lines = [f"{name},{int(c)},{float(probs[i, c]):.6f}" for i, (name, c) in enumerate(zip(names, classes, strict=True))]
+    lines = [
+        f"{name},{int(c)},{float(probs[i, c]):.6f}" for i, (name, c) in enumerate(zip(names, classes, strict=True))
+    ]
     text = "input,class,probability\n" + "\n".join(lines) + "\n"
     if args.out:
         from nnx.model_file import atomic_write

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from nnx.checks import check_fraction
-from nnx.errors import DataFormatError, DatasetNotFound
+from nnx.errors import DataFormatError, DatasetNotFound, DTypeError
 
 Split = tuple[np.ndarray, np.ndarray]
 
@@ -65,6 +65,19 @@ def load_idx(path: str | os.PathLike[str]) -> np.ndarray:
         if isinstance(exc, FileNotFoundError):
             raise
         raise DataFormatError(f"{path}: not a readable IDX file ({exc})") from None
+
+
+def save_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:
+    """Write ``array`` as an IDX file (gzip-compressed when the name ends in .gz), atomically."""
+    from nnx.model_file import atomic_write
+
+    array = np.asarray(array)
+    code = next((c for c, dt in IDX_DTYPES.items() if np.dtype(dt).newbyteorder("=") == array.dtype), None)
+    if code is None or array.ndim == 0:
+        raise DTypeError(f"array must be ≥1-D with a dtype in {sorted(IDX_DTYPES.values())}; got {array.dtype}")
+    header = bytes([0, 0, code, array.ndim]) + np.asarray(array.shape, ">u4").tobytes()
+    data = header + array.astype(IDX_DTYPES[code]).tobytes()
+    atomic_write(path, gzip.compress(data, mtime=0) if str(path).endswith(".gz") else data)
 
 
 def _read_idx(f: Any, path: Path) -> np.ndarray:

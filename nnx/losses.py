@@ -21,16 +21,20 @@ class SparseCategoricalCrossentropy:
     """``value, dlogits = loss(logits, labels)``: the mean loss as a float and dL/dlogits."""
 
     def __init__(self) -> None:
-        self._dlogits: dict[tuple[int, ...], Array] = {}
+        self._buffers: dict[tuple[Any, ...], tuple[Array, dict[str, Array]]] = {}
 
     def compute(self, backend: Backend, logits: Array, labels: Array) -> tuple[Array, Array]:
         """The unchecked hot path: (loss as a 0-d device array, dlogits in a reused buffer)."""
-        dlogits = self._dlogits.get(logits.shape)
-        if dlogits is None or dlogits.dtype != logits.dtype:
-            if len(self._dlogits) >= 2:
-                self._dlogits.pop(next(iter(self._dlogits)))
-            dlogits = self._dlogits[logits.shape] = backend.empty(logits.shape, logits.dtype)
-        return backend.softmax_cross_entropy(logits, labels, dlogits), dlogits
+        key = (backend.name, logits.shape, logits.dtype)
+        if key not in self._buffers:
+            if len(self._buffers) >= 2:  # the full batch and the last, smaller one
+                self._buffers.pop(next(iter(self._buffers)))
+            self._buffers[key] = (
+                backend.empty(logits.shape, logits.dtype),
+                backend.loss_workspace(*logits.shape, logits.dtype),
+            )
+        dlogits, workspace = self._buffers[key]
+        return backend.softmax_cross_entropy(logits, labels, dlogits, workspace), dlogits
 
     def __call__(self, logits: Array, labels: Any) -> tuple[float, Array]:
         """logits: (N, C) float array (NumPy or CuPy); labels: (N,) integers in [0, C).

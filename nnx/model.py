@@ -213,7 +213,8 @@ class Sequential:
         Each epoch is shuffled with a permutation drawn from (seed, epoch), so a resumed
         run repeats an uninterrupted one. The loss is checked for NaN/Inf every
         ``check_every`` steps (every step on the CPU, 50 on a GPU); on divergence the
-        model keeps its last finite weights and TrainingDiverged is raised. Ctrl-C stops
+        weights (and optimizer state) from the start of the epoch are restored and
+        TrainingDiverged is raised. Ctrl-C stops
         after the current step with TrainingInterrupted, which carries the History.
         """
         self._check_last_layer()
@@ -239,7 +240,7 @@ class Sequential:
         history = History()
         for cb in callbacks:
             cb.on_train_begin(self, epochs, n)
-        with _StopOnInterrupt() as interrupt:
+        with _StopOnInterrupt() as interrupt, np.errstate(all="ignore"):  # divergence is handled below
             for epoch in range(initial_epoch, epochs):
                 for cb in callbacks:
                     cb.on_epoch_begin(epoch)
@@ -286,7 +287,7 @@ class Sequential:
         for i, layer in enumerate(self.layers):
             if isinstance(layer, Dropout):
                 layer.reseed([self.seed, epoch, i])
-        snapshot = None if every == 1 else self._snapshot(optimizer)
+        snapshot = self._snapshot(optimizer)  # one copy per epoch, restored if training diverges
         loss_sum = be.zeros((), np.float64)
         correct = be.zeros((), np.int64)
         seen = 0
@@ -333,15 +334,12 @@ class Sequential:
         return [(a, a.copy()) for a in arrays]
 
     def _diverged(self, snapshot, optimizer, epoch, step, every) -> None:
-        if snapshot is None:
-            where = "the weights of the last finite step are kept"
-        else:
-            for live, saved in snapshot:
-                self.backend.copy_into(live, saved)
-            where = f"the weights from the start of epoch {epoch + 1} are restored"
+        for live, saved in snapshot:  # the weights of this epoch's steps are suspect: go back to its start
+            self.backend.copy_into(live, saved)
         raise TrainingDiverged(
             f"the training loss became NaN or Inf in epoch {epoch + 1} by step {step + 1} "
-            f"(checked every {every} steps); {where}. Likely cause: the learning rate "
+            f"(checked every {every} steps); the weights from the start of epoch {epoch + 1} are restored. "
+            "Likely cause: the learning rate "
             f"(lr={optimizer.lr:g}) is too high, or the inputs are badly scaled"
         )
 

@@ -1,0 +1,36 @@
+"""Shared fixtures: ``backend`` runs a test on every backend; GPU cases are marked ``gpu`` and skip
+with a reason when CuPy or a CUDA device is missing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from backends import BackendUnavailable, get_backend
+
+
+def _cupy_or_reason() -> str | None:
+    try:
+        get_backend("cupy")
+    except BackendUnavailable as exc:
+        return str(exc)
+    return None
+
+
+CUPY_MISSING = _cupy_or_reason()
+requires_gpu = pytest.mark.skipif(CUPY_MISSING is not None, reason=f"no GPU backend: {CUPY_MISSING}")
+BACKENDS = [
+    pytest.param("numpy", id="numpy"),
+    pytest.param("cupy", id="cupy", marks=[pytest.mark.gpu, requires_gpu]),
+]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request):
+    """Each available backend in turn (CuPy cases skip without a GPU)."""
+    return get_backend(request.param)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(1234)

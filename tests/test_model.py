@@ -1,0 +1,226 @@
+"""Sequential end to end: training on the digits, reproducibility, memory, inference and bad input."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import tracemalloc
+
+import numpy as np
+import pytest
+
+import nnx
+from nnx.errors import ConfigError, DataError, DTypeError, ShapeError, TrainingDiverged, TrainingInterrupted
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return nnx.datasets.load_digits()
+
+
+def mlp(backend="numpy", seed=0, dtype="float32", dropout=0.0):
+    extra = [nnx.Dropout(dropout)] if dropout else []
+    return nnx.Sequential(
+        nnx.Dense(64, 64),
+        nnx.ReLU(),
+        *extra,
+        nnx.Dense(64, 64),
+        nnx.ReLU(),
+        nnx.Dense(64, 10),
+        backend=backend,
+        seed=seed,
+        dtype=dtype,
+    )
+
+
+def fit(model, x, y, epochs=30, lr=0.1, **kwargs):
+    return model.fit(
+        x, y, loss=nnx.SparseCategoricalCrossentropy(), optimizer=nnx.SGD(lr), epochs=epochs, batch_size=32, **kwargs
+    )
+
+
+def test_a_64_64_10_mlp_with_plain_sgd_reaches_95_percent_on_the_digits(backend, digits):
+    (x, y), (xt, yt) = digits
+    model = mlp(backend)
+    history = fit(model, x, y, validation_data=(xt, yt))
+    result = model.evaluate(xt, yt)
+    assert result["accuracy"] >= 0.95
+    assert history.loss[-1] < history.loss[0] / 10
+    assert history.val_accuracy[-1] == result["accuracy"]
+    assert len(history.epoch) == len(history.accuracy) == len(history.val_loss) == 30
+
+
+def test_the_same_seed_gives_the_same_weights_and_loss_curve(digits):
+    (x, y), _ = digits
+    a, b, c = mlp(seed=5), mlp(seed=5), mlp(seed=6)
+    for name, w in a.get_weights().items():
+        np.testing.assert_array_equal(w, b.get_weights()[name])
+    assert not np.array_equal(a.get_weights()["layers.0.W"], c.get_weights()["layers.0.W"])
+    ha, hb = fit(a, x, y, epochs=3), fit(b, x, y, epochs=3)
+    assert ha.loss == hb.loss
+    for name, w in a.get_weights().items():
+        np.testing.assert_array_equal(w, b.get_weights()[name])
+
+
+def test_he_initialisation_has_the_right_scale():
+    w = nnx.Sequential(nnx.Dense(1000, 500), backend="numpy").get_weights()["layers.0.W"]
+    assert w.std() == pytest.approx(np.sqrt(2 / 1000), rel=0.02)
+
+
+def test_float64_training_works(digits):
+    (x, y), (xt, yt) = digits
+    model = mlp(dtype="float64")
+    fit(model, x, y, epochs=10)
+    assert model.get_weights()["layers.0.W"].dtype == np.float64
+    assert model.evaluate(xt, yt)["accuracy"] > 0.9
+
+
+def test_the_training_step_allocates_no_arrays_in_the_steady_state(rng):
+    """After the first steps, a step allocates no buffer that grows with the batch (NumPy's ufuncs may
+    still use their fixed internal scratch of 8192 elements, 32 KiB)."""
+    n = 2048
+    model = nnx.Sequential(
+        nnx.Dense(256, 512), nnx.ReLU(), nnx.Dense(512, 512), nnx.ReLU(), nnx.Dense(512, 10), backend="numpy"
+    )
+    be = model.backend
+    x = be.asarray(rng.standard_normal((n, 256)).astype(np.float32))
+    y = be.asarray(rng.integers(0, 10, n))
+    loss, opt = nnx.SparseCategoricalCrossentropy(), nnx.Adam(1e-3)
+    for _ in range(2):  # buffers and optimizer slots are sized here
+        model._step(x, y, loss, opt)
+        opt.step(model)
+    tracemalloc.start()
+    for _ in range(3):
+        model._step(x, y, loss, opt)
+        opt.step(model)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    smallest_buffer = n * 10 * 4  # the logits, 80 KiB
+    assert peak < 64 * 1024 < smallest_buffer, f"a steady-state step allocated {peak} bytes"
+
+
+def test_predict_gives_probabilities_and_predict_classes_their_argmax(digits):
+    (x, y), (xt, _) = digits
+    model = mlp()
+    fit(model, x, y, epochs=2)
+    probs = model.predict(xt)
+    assert probs.shape == (len(xt), 10) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-5)
+    np.testing.assert_array_equal(model.predict_classes(xt), probs.argmax(axis=1))
+    np.testing.assert_allclose(model.predict(xt, batch_size=7), probs, rtol=1e-6)
+
+
+def test_dropout_is_off_in_evaluate_and_predict(digits):
+    (x, y), (xt, yt) = digits
+    model = mlp(dropout=0.5)
+    fit(model, x, y, epochs=2)
+    np.testing.assert_array_equal(model.predict(xt), model.predict(xt))
+    assert model.evaluate(xt, yt) == model.evaluate(xt, yt)
+
+
+def test_train_step_returns_the_batch_loss_and_moves_the_weights(digits):
+    (x, y), _ = digits
+    model = mlp()
+    before = model.get_weights()["layers.0.W"]
+    value = model.train_step(x[:32], y[:32], nnx.SparseCategoricalCrossentropy(), nnx.SGD(0.1))
+    assert value == pytest.approx(model.evaluate(x[:32], y[:32])["loss"], rel=0.5)
+    assert not np.array_equal(before, model.get_weights()["layers.0.W"])
+
+
+def test_to_moves_the_model_and_keeps_its_predictions(digits):
+    (x, y), (xt, _) = digits
+    model = mlp()
+    fit(model, x, y, epochs=1)
+    before = model.predict(xt)
+    np.testing.assert_array_equal(model.to("numpy").predict(xt), before)
+
+
+BAD_INPUTS = [
+    (lambda x, y: (x[:, :10], y), ShapeError, r"x must have 64 features per row; got shape \(1438, 10\)"),
+    (lambda x, y: (x[:, 0], y), ShapeError, r"x must be 2-D \(samples, 64\); got shape \(1438,\)"),
+    (lambda x, y: (x, y[:-1]), ShapeError, r"y must have one label per sample of x \(1438\); got 1437"),
+    (lambda x, y: (x, np.where(y == 3, 10, y)), DataError, r"y must hold labels in \[0, 9\]; got values from 0 to 10"),
+    (lambda x, y: (x, np.where(y == 3, -1, y)), DataError, "got values from -1 to 9"),
+    (lambda x, y: (x, y.astype(np.float64)), DTypeError, "y must hold integer class labels; got dtype float64"),
+    (lambda x, y: (x, y + 0.5), DTypeError, "y must hold integer class labels"),
+    (
+        lambda x, y: (np.where(x == x[5, 20], np.nan, x), y),
+        DataError,
+        r"x must be finite; got NaN or Inf \(first in row",
+    ),
+    (lambda x, y: (np.where(x > 0.99, np.inf, x), y), DataError, "x must be finite"),
+    (lambda x, y: (x[:0], y[:0]), DataError, r"x must hold at least one sample; got shape \(0, 64\)"),
+    (lambda x, y: (x.astype(str), y), DTypeError, "x must hold numbers"),
+]
+
+
+@pytest.mark.parametrize("make, error, message", BAD_INPUTS)
+def test_bad_input_raises_a_documented_error_naming_the_argument(digits, make, error, message):
+    (x, y), _ = digits
+    bad_x, bad_y = make(x, y)
+    model = mlp()
+    with pytest.raises(error, match=message):
+        fit(model, bad_x, bad_y, epochs=1)
+    with pytest.raises(error, match=message):
+        model.evaluate(bad_x, bad_y)
+
+
+def test_bad_settings_raise_config_error(digits):
+    (x, y), (xt, yt) = digits
+    model = mlp()
+    with pytest.raises(ConfigError, match="batch_size must be an integer >= 1; got 0"):
+        model.fit(x, y, loss=nnx.SparseCategoricalCrossentropy(), optimizer=nnx.SGD(0.1), epochs=1, batch_size=0)
+    with pytest.raises(ConfigError, match="epochs must be an integer >= 1; got 0"):
+        fit(model, x, y, epochs=0)
+    with pytest.raises(ConfigError, match="validation_data must be a pair"):
+        fit(model, x, y, epochs=1, validation_data=xt)
+    with pytest.raises(ShapeError, match="validation_data.0. must have 64 features"):
+        fit(model, x, y, epochs=1, validation_data=(xt[:, :3], yt))
+    with pytest.raises(ShapeError, match="Dense expects 32 input features; the layer before gives 64"):
+        nnx.Sequential(nnx.Dense(10, 64), nnx.ReLU(), nnx.Dense(32, 10))
+    with pytest.raises(DTypeError, match="dtype must be one of .* got 'float16'"):
+        nnx.Sequential(nnx.Dense(4, 2), dtype="float16")
+    with pytest.raises(ValueError, match="backend must be one of 'numpy', 'cupy', 'auto'; got 'gpu'"):
+        nnx.Sequential(nnx.Dense(4, 2), backend="gpu")
+    with pytest.raises(ConfigError, match="remove the final Softmax"):
+        fit(nnx.Sequential(nnx.Dense(64, 10), nnx.Softmax()), x, y, epochs=1)
+
+
+def test_a_diverging_run_stops_with_training_diverged_and_restores_finite_weights(digits):
+    (x, y), _ = digits
+    model = mlp()
+    initial = model.get_weights()
+    with pytest.raises(TrainingDiverged, match=r"NaN or Inf in epoch \d+ by step \d+ .*; the weights from the start of epoch 1 are restored.*lr=1e\+06"):
+        fit(model, x * 1000, y, epochs=5, lr=1e6)
+    for name, w in model.get_weights().items():  # it diverged in epoch 1: back to the initial weights
+        np.testing.assert_array_equal(w, initial[name])
+    assert np.isfinite(model.predict(x)).all()
+
+
+def test_divergence_checked_every_k_steps_restores_the_epoch_start_weights(digits):
+    (x, y), _ = digits
+    model = mlp()
+    fit(model, x, y, epochs=1)
+    start = model.get_weights()
+    with pytest.raises(TrainingDiverged, match="weights from the start of epoch 1 are restored"):
+        fit(model, x * 1000, y, epochs=1, lr=1e6, check_every=10)
+    for name, w in model.get_weights().items():
+        np.testing.assert_array_equal(w, start[name])
+
+
+def test_ctrl_c_stops_after_a_complete_step_and_carries_the_history(digits):
+    (x, y), (xt, _) = digits
+
+    class InterruptInEpoch2(nnx.Callback):
+        def on_progress(self, epoch, seen, loss, accuracy):
+            if epoch == 1 and seen > 500:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    assert threading.current_thread() is threading.main_thread()
+    model = mlp()
+    with pytest.raises(TrainingInterrupted) as info:
+        fit(model, x, y, epochs=5, callbacks=[InterruptInEpoch2()])
+    assert info.value.history.epoch == [0]
+    assert np.isfinite(model.predict(xt)).all()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

@@ -1,0 +1,129 @@
+"""Optimizers and schedules: known answers against hand-written updates."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import nnx
+from nnx.errors import ConfigError
+
+
+class OneParam:
+    """A stand-in model with one parameter, for optimizer tests."""
+
+    def __init__(self, backend, p, g):
+        self.backend = backend
+        self.p, self.g = backend.asarray(p.copy()), backend.asarray(g.copy())
+
+    def parameters(self):
+        yield "w", self.p, self.g
+
+    def set_grad(self, g):
+        self.backend.copy_into(self.g, self.backend.asarray(g))
+
+
+def run(optimizer, backend, p0, grads):
+    model = OneParam(backend, p0, grads[0])
+    for g in grads:
+        model.set_grad(g)
+        optimizer.step(model)
+    return backend.to_numpy(model.p)
+
+
+@pytest.fixture
+def problem(rng):
+    return rng.standard_normal((4, 3)), [rng.standard_normal((4, 3)) for _ in range(5)]
+
+
+def test_sgd_is_w_minus_lr_dw(backend, problem):
+    p, grads = problem
+    expected = p - 0.1 * sum(grads)
+    np.testing.assert_allclose(run(nnx.SGD(0.1), backend, p, grads), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("nesterov", [False, True])
+def test_sgd_momentum_and_nesterov_follow_their_recurrences(backend, problem, nesterov):
+    p, grads = problem
+    w, v = p.copy(), np.zeros_like(p)
+    for g in grads:
+        v = 0.9 * v + g
+        w = w - 0.05 * ((g + 0.9 * v) if nesterov else v)
+    got = run(nnx.SGD(0.05, momentum=0.9, nesterov=nesterov), backend, p, grads)
+    np.testing.assert_allclose(got, w, rtol=1e-12)
+
+
+def test_decoupled_weight_decay_shrinks_the_weights_before_the_step(backend, problem):
+    p, grads = problem
+    w = p.copy()
+    for g in grads:
+        w = w * (1 - 0.1 * 0.01) - 0.1 * g
+    np.testing.assert_allclose(run(nnx.SGD(0.1, weight_decay=0.01), backend, p, grads), w, rtol=1e-12)
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.05])
+def test_adam_matches_the_textbook_update(backend, problem, weight_decay):
+    p, grads = problem
+    lr, b1, b2, eps = 0.01, 0.9, 0.999, 1e-8
+    w, m, v = p.copy(), np.zeros_like(p), np.zeros_like(p)
+    for t, g in enumerate(grads, start=1):
+        w = w * (1 - lr * weight_decay)
+        m = b1 * m + (1 - b1) * g
+        v = b2 * v + (1 - b2) * g * g
+        m_hat, v_hat = m / (1 - b1**t), v / (1 - b2**t)
+        w = w - lr * m_hat / (np.sqrt(v_hat) + eps)
+    got = run(nnx.Adam(lr, b1, b2, eps, weight_decay=weight_decay), backend, p, grads)
+    np.testing.assert_allclose(got, w, rtol=1e-10)
+    assert nnx.AdamW().weight_decay == 0.01
+
+
+def test_clip_norm_scales_the_gradient_to_the_bound(backend):
+    p, g = np.zeros(4), np.array([3.0, 4.0, 0.0, 0.0])  # norm 5
+    np.testing.assert_allclose(run(nnx.SGD(1.0, clip_norm=1.0), backend, p, [g]), -g / 5, rtol=1e-9)
+    np.testing.assert_allclose(run(nnx.SGD(1.0, clip_norm=10.0), backend, p, [g]), -g, rtol=1e-12)
+
+
+def test_schedules_give_their_known_factors():
+    cos = nnx.Cosine(warmup=0.1)
+    assert [round(cos.factor(s, 100, 10), 6) for s in (0, 4, 9)] == [0.1, 0.5, 1.0]
+    assert cos.factor(10, 100, 10) == pytest.approx(1.0)
+    assert cos.factor(55, 100, 10) == pytest.approx(0.5 * (1 + math.cos(math.pi * 45 / 90)))
+    assert cos.factor(99, 100, 10) == pytest.approx(0.5 * (1 + math.cos(math.pi * 89 / 90)))
+    step = nnx.StepDecay(every_epochs=2, gamma=0.5)
+    assert [step.factor(s, 60, 10) for s in (0, 19, 20, 40)] == [1.0, 1.0, 0.5, 0.25]
+    assert nnx.Schedule().factor(5, 10, 1) == 1.0
+
+
+def test_fit_applies_the_schedule_to_the_optimizer():
+    (x, y), _ = nnx.datasets.load_digits()
+    model = nnx.Sequential(nnx.Dense(64, 10), backend="numpy")
+    opt = nnx.SGD(0.2)
+    history = model.fit(
+        x,
+        y,
+        loss=nnx.SparseCategoricalCrossentropy(),
+        optimizer=opt,
+        epochs=3,
+        batch_size=512,
+        schedule=nnx.StepDecay(every_epochs=1, gamma=0.5),
+    )
+    assert history.lr == [0.2, 0.1, 0.05]
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda: nnx.SGD(0), "lr must be a finite number > 0; got 0"),
+        (lambda: nnx.SGD(-1.0), "lr must be a finite number > 0; got -1.0"),
+        (lambda: nnx.SGD(0.1, momentum=1.5), r"momentum must be a number in \[0, 1\); got 1.5"),
+        (lambda: nnx.Adam(beta2=1.0), r"beta2 must be a number in \[0, 1\); got 1.0"),
+        (lambda: nnx.Adam(weight_decay=-0.1), "weight_decay must be a finite number >= 0; got -0.1"),
+        (lambda: nnx.Dropout(1.0), r"p must be a number in \[0, 1\); got 1.0"),
+        (lambda: nnx.Cosine(warmup=2), r"warmup must be a number in \[0, 1\); got 2"),
+    ],
+)
+def test_bad_settings_raise_config_error_naming_them(make, message):
+    with pytest.raises(ConfigError, match=message):
+        make()
