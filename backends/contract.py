@@ -144,6 +144,7 @@ class Backend:
         """How many rows of logits (N, C) have their maximum at the label: a 0-d device array."""
         return (logits.argmax(axis=1) == labels).sum()
 
-    def sgd_update(self, param: Array, grad: Array, lr: float) -> None:
-        """param -= lr * grad, in place."""
-        param -= lr * grad
+    def sgd_update(self, param: Array, grad: Array, lr: float, scratch: Array) -> None:
+        """param -= lr * grad, in place. ``scratch`` (like param) may be overwritten; it may be ``grad``."""
+        self.xp.multiply(grad, lr, out=scratch)
+        param -= scratch

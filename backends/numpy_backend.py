@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
-from scipy.linalg import blas
 
 from backends.contract import Array, Backend
 
@@ -15,6 +16,11 @@ class NumpyBackend(Backend):
     xp = np
     host_reads_are_free = True
 
+    def asarray(self, host: Any, dtype: Any = None) -> Array:
+        if hasattr(host, "__cuda_array_interface__"):  # a CuPy array: copy it to the host
+            host = host.get()
+        return np.asarray(host, dtype=dtype)
+
     def relu_backward(self, grad: Array, y: Array, out: Array) -> None:
         if out is grad:  # in place: the mask has to live somewhere else
             np.multiply(grad, y > 0, out=out)
@@ -22,15 +28,5 @@ class NumpyBackend(Backend):
         np.heaviside(y, out.dtype.type(0), out=out)  # 1.0 where y > 0, else 0.0, no bool temporary
         np.multiply(out, grad, out=out)
 
-    def sgd_update(self, param: Array, grad: Array, lr: float) -> None:
-        axpy = _AXPY.get(param.dtype)
-        if axpy is None or not (param.flags.c_contiguous and grad.flags.c_contiguous):
-            super().sgd_update(param, grad, lr)
-            return
-        # BLAS axpy updates its y argument in place: param += (-lr) * grad, one pass.
-        axpy(grad.reshape(-1), param.reshape(-1), a=-lr)
-
-
-_AXPY = {np.dtype(np.float32): blas.saxpy, np.dtype(np.float64): blas.daxpy}
 
 NUMPY = NumpyBackend()

@@ -103,19 +103,19 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
 
     def update(self, backend: Backend, name: str, p: Array, g: Array) -> None:
+        scratch = self.scratch(backend, name, p)
         if not self.momentum:
-            backend.sgd_update(p, g, self.lr)
+            backend.sgd_update(p, g, self.lr, scratch)
             return
         v = self.slot(backend, name, "velocity", p)
         v *= self.momentum  # v ← μ·v + g
         v += g
         if not self.nesterov:
-            backend.sgd_update(p, v, self.lr)
+            backend.sgd_update(p, v, self.lr, scratch)
             return
-        look_ahead = self.scratch(backend, name, p)  # g + μ·v
-        backend.xp.multiply(v, self.momentum, out=look_ahead)
-        look_ahead += g
-        backend.sgd_update(p, look_ahead, self.lr)
+        backend.xp.multiply(v, self.momentum, out=scratch)  # look ahead: g + μ·v
+        scratch += g
+        backend.sgd_update(p, scratch, self.lr, scratch)
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -155,7 +155,7 @@ class Adam(Optimizer):
         xp.sqrt(v, out=tmp)
         tmp += self.eps * math.sqrt(c2)
         xp.divide(m, tmp, out=tmp)
-        backend.sgd_update(p, tmp, self.lr * math.sqrt(c2) / c1)
+        backend.sgd_update(p, tmp, self.lr * math.sqrt(c2) / c1, tmp)
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}
