@@ -28,7 +28,7 @@ class Checkpoint(Callback):
         self.path = Path(folder) / CHECKPOINT_NAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.optimizer, self.settings = optimizer, settings
-        self.history = history or History()
+        self.history = History(**dataclasses.asdict(history)) if history else History()  # a copy
 
     def on_train_begin(self, model: Any, epochs: int, n_samples: int) -> None:
         self.model = model

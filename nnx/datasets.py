@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zipfile
 import zlib
 from importlib import resources
 from pathlib import Path
@@ -192,7 +193,7 @@ def load_npz(path: str | os.PathLike[str], validation: float = 0.0) -> tuple[Spl
             if missing:
                 raise DataFormatError(f"{path}: an .npz data set must hold {keys}; missing {missing}")
             arrays = [data[k] for k in keys]
-    except (OSError, ValueError, zlib.error) as exc:
+    except (OSError, ValueError, zlib.error, zipfile.BadZipFile) as exc:
         if isinstance(exc, DataFormatError):
             raise
         raise DataFormatError(f"{path}: not a readable .npz data set ({exc})") from None

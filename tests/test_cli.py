@@ -1,0 +1,147 @@
+"""The nnx command, run as a subprocess: its commands, outputs and exit codes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import nnx
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NNX_BACKEND": "numpy"}
+    return subprocess.run([sys.executable, "-m", "nnx", *args], capture_output=True, text=True, env=env, cwd=cwd,
+                          timeout=120)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli") / "digits.safetensors"
+    result = run("train", "--epochs", "8", "--out", str(path))
+    assert result.returncode == 0, result.stderr
+    return path
+
+
+def test_train_on_the_default_digits_prints_epochs_and_the_test_accuracy(model_path):
+    result = run("train", "--epochs", "3", "--hidden", "32")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.count("epoch ") == 3 and "epoch 3/3  loss" in result.stdout
+    accuracy = float(result.stdout.split("test accuracy ")[1].split()[0])
+    assert accuracy > 0.85
+
+
+def test_quiet_prints_only_the_result():
+    result = run("train", "--epochs", "2", "--quiet")
+    assert result.returncode == 0
+    assert result.stdout.strip().startswith("test loss") and result.stdout.count("\n") == 1
+
+
+def test_evaluate_prints_loss_accuracy_and_a_per_class_table(model_path):
+    result = run("evaluate", str(model_path), "--dataset", "digits")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("loss ") and "accuracy 0.9" in lines[0]
+    assert lines[1].split() == ["class", "samples", "precision", "recall"]
+    assert len(lines) == 12 and sum(int(line.split()[1]) for line in lines[2:]) == 359
+
+
+def test_predict_reads_an_npy_file_and_writes_csv(model_path, tmp_path):
+    _, (xt, yt) = nnx.datasets.load_digits()
+    np.save(tmp_path / "x.npy", xt[:20].reshape(20, 8, 8))
+    result = run("predict", str(model_path), str(tmp_path / "x.npy"), "--out", str(tmp_path / "p.csv"))
+    assert result.returncode == 0, result.stderr
+    rows = (tmp_path / "p.csv").read_text().splitlines()
+    assert rows[0] == "input,class,probability" and len(rows) == 21
+    classes = np.array([int(r.split(",")[1]) for r in rows[1:]])
+    assert (classes == yt[:20]).mean() >= 0.8
+    assert all(0 < float(r.split(",")[2]) <= 1 for r in rows[1:])
+
+
+def test_predict_reads_a_folder_of_png_images(model_path, tmp_path):
+    image = pytest.importorskip("PIL.Image")
+    _, (xt, _) = nnx.datasets.load_digits()
+    for i in range(3):
+        image.fromarray((xt[i].reshape(8, 8) * 255).round().astype(np.uint8)).save(tmp_path / f"{i}.png")
+    result = run("predict", str(model_path), str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[1].startswith("0.png,")
+    expected = nnx.load(model_path, backend="numpy").predict_classes(xt[:3])
+    got = [int(line.split(",")[1]) for line in result.stdout.splitlines()[1:]]
+    assert got == expected.tolist()
+
+
+def test_info_lists_versions_backends_and_blas():
+    result = run("info")
+    assert result.returncode == 0, result.stderr
+    assert '"nnx": "0.1.0"' in result.stdout and '"backends": [' in result.stdout and '"blas"' in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["train", "--epochs", "x"], ["bogus"], ["train", "--backend", "tpu"], [], ["train", "--hidden", "a,b"],
+     ["train", "--resume"], ["train", "--dataset", "no-such-set"]],
+)
+def test_bad_usage_exits_2_with_a_message(args):
+    result = run(*args)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    assert "usage: nnx" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["evaluate", "missing.safetensors"], "No such file or directory"),
+        (["train", "--epochs", "0"], "epochs must be an integer >= 1; got 0"),
+        (["train", "--lr", "-1"], "lr must be a finite number > 0; got -1.0"),
+        (["train", "--dataset", "mnist", "--data-dir", "/nonexistent"], "mnist not found: looked for"),
+    ],
+)
+def test_runtime_errors_exit_1_with_one_line_and_no_traceback(args, message):
+    result = run(*args)
+    assert result.returncode == 1, (result.stdout, result.stderr)
+    assert result.stderr.startswith("nnx: error:") and message in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_debug_shows_the_traceback():
+    result = run("evaluate", "missing.safetensors", "--debug")
+    assert result.returncode == 1 and "Traceback" in result.stderr
+
+
+def test_a_corrupt_model_file_exits_1_naming_it(tmp_path):
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"\x80\x04\x95 definitely a pickle")
+    result = run("evaluate", str(bad))
+    assert result.returncode == 1 and str(bad) in result.stderr and "not an nnx model file" in result.stderr
+
+
+def test_plot_writes_the_learning_curves_and_the_confusion_matrix(tmp_path):
+    pytest.importorskip("matplotlib")
+    result = run("train", "--epochs", "2", "--quiet", "--plot", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    for name in ("loss.png", "accuracy.png", "confusion.png"):
+        assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_resume_continues_from_the_last_checkpoint_and_matches_an_uninterrupted_run(tmp_path):
+    common = ["train", "--hidden", "32", "--dropout", "0.1", "--optimizer", "adam", "--lr", "0.003", "--quiet"]
+    full = run(*common, "--epochs", "4", "--out", str(tmp_path / "full.safetensors"))
+    first = run(*common, "--epochs", "2", "--checkpoint-dir", str(tmp_path / "ck"))
+    resumed = run(*common, "--epochs", "4", "--checkpoint-dir", str(tmp_path / "ck"), "--resume",
+                  "--out", str(tmp_path / "resumed.safetensors"))
+    for result in (full, first, resumed):
+        assert result.returncode == 0, result.stderr
+    a = nnx.load(tmp_path / "full.safetensors", backend="numpy").get_weights()
+    b = nnx.load(tmp_path / "resumed.safetensors", backend="numpy").get_weights()
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name])
+    assert full.stdout.splitlines()[-1].split("(")[0] == resumed.stdout.splitlines()[-1].split("(")[0]
+    history = nnx.load(tmp_path / "resumed.safetensors", backend="numpy").training_info["history"]
+    assert history["epoch"] == [0, 1, 2, 3]
