@@ -17,8 +17,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NNX_BACKEND": "numpy"}
-    return subprocess.run([sys.executable, "-m", "nnx", *args], capture_output=True, text=True, env=env, cwd=cwd,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "nnx", *args], capture_output=True, text=True, env=env, cwd=cwd, timeout=120
+    )
 
 
 @pytest.fixture(scope="module")
@@ -85,8 +86,15 @@ def test_info_lists_versions_backends_and_blas():
 
 @pytest.mark.parametrize(
     "args",
-    [["train", "--epochs", "x"], ["bogus"], ["train", "--backend", "tpu"], [], ["train", "--hidden", "a,b"],
-     ["train", "--resume"], ["train", "--dataset", "no-such-set"]],
+    [
+        ["train", "--epochs", "x"],
+        ["bogus"],
+        ["train", "--backend", "tpu"],
+        [],
+        ["train", "--hidden", "a,b"],
+        ["train", "--resume"],
+        ["train", "--dataset", "no-such-set"],
+    ],
 )
 def test_bad_usage_exits_2_with_a_message(args):
     result = run(*args)
@@ -134,8 +142,16 @@ def test_resume_continues_from_the_last_checkpoint_and_matches_an_uninterrupted_
     common = ["train", "--hidden", "32", "--dropout", "0.1", "--optimizer", "adam", "--lr", "0.003", "--quiet"]
     full = run(*common, "--epochs", "4", "--out", str(tmp_path / "full.safetensors"))
     first = run(*common, "--epochs", "2", "--checkpoint-dir", str(tmp_path / "ck"))
-    resumed = run(*common, "--epochs", "4", "--checkpoint-dir", str(tmp_path / "ck"), "--resume",
-                  "--out", str(tmp_path / "resumed.safetensors"))
+    resumed = run(
+        *common,
+        "--epochs",
+        "4",
+        "--checkpoint-dir",
+        str(tmp_path / "ck"),
+        "--resume",
+        "--out",
+        str(tmp_path / "resumed.safetensors"),
+    )
     for result in (full, first, resumed):
         assert result.returncode == 0, result.stderr
     a = nnx.load(tmp_path / "full.safetensors", backend="numpy").get_weights()

@@ -106,9 +106,9 @@ def write_idx_dataset(folder: Path, rng, n_train=50, n_test=20, n_test_labels=No
 
 def test_an_idx_folder_loads_as_scaled_float32_and_int64(tmp_path, rng):
     write_idx_dataset(tmp_path / "fashion-mnist", rng)
-    (x, y), (xt, yt) = nnx.datasets.load_fashion_mnist(tmp_path)
+    (x, y), (xt, _yt) = nnx.datasets.load_fashion_mnist(tmp_path)
     assert x.shape == (50, 784) and xt.shape == (20, 784)
-    assert x.dtype == np.float32 and y.dtype == np.int64 and 0 <= x.min() and x.max() <= 1
+    assert x.dtype == np.float32 and y.dtype == np.int64 and x.min() >= 0 and x.max() <= 1
 
 
 def test_nnx_data_environment_variable_is_searched(tmp_path, rng, monkeypatch):
@@ -132,7 +132,9 @@ def test_a_missing_data_set_says_where_it_looked_and_how_to_get_it(tmp_path, mon
 
 def test_an_npz_data_set_loads_without_pickle(tmp_path, rng):
     path = tmp_path / "d.npz"
-    np.savez(path, x_train=rng.random((10, 2, 3)), y_train=np.arange(10), x_test=rng.random((4, 6)), y_test=np.arange(4))
+    np.savez(
+        path, x_train=rng.random((10, 2, 3)), y_train=np.arange(10), x_test=rng.random((4, 6)), y_test=np.arange(4)
+    )
     (x, y), (xt, _) = nnx.datasets.load_npz(path)
     assert x.shape == (10, 6) and x.dtype == np.float32 and y.dtype == np.int64 and xt.shape == (4, 6)
     np.savez(path, x_train=np.zeros(3), y_train=np.zeros(3))

@@ -191,7 +191,10 @@ def test_a_diverging_run_stops_with_training_diverged_and_restores_finite_weight
     (x, y), _ = digits
     model = mlp()
     initial = model.get_weights()
-    with pytest.raises(TrainingDiverged, match=r"NaN or Inf in epoch \d+ by step \d+ .*; the weights from the start of epoch 1 are restored.*lr=1e\+06"):
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"NaN or Inf in epoch 1 by step \d+ .*start of epoch 1 are restored.*lr=1e\+06",
+    ):
         fit(model, x * 1000, y, epochs=5, lr=1e6)
     for name, w in model.get_weights().items():  # it diverged in epoch 1: back to the initial weights
         np.testing.assert_array_equal(w, initial[name])

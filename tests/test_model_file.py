@@ -52,7 +52,7 @@ def test_the_file_holds_no_pickle_and_plain_json_metadata(tmp_path, trained):
     header = json.loads(data[8 : 8 + n])
     meta = json.loads(header["__metadata__"]["nnx"])
     assert meta["layers"][2] == {"type": "Dropout", "p": 0.1}
-    assert b"\x80\x04" not in data[:8 + n]  # no pickle protocol marker in the header
+    assert b"\x80\x04" not in data[: 8 + n]  # no pickle protocol marker in the header
 
 
 def write_with_meta(path, meta, tensors):
@@ -60,8 +60,14 @@ def write_with_meta(path, meta, tensors):
 
 
 def good_meta():
-    return {"format": "nnx", "version": 1, "dtype": "float32", "seed": 0,
-            "layers": [{"type": "Dense", "in_features": 2, "out_features": 3}], "training": {}}
+    return {
+        "format": "nnx",
+        "version": 1,
+        "dtype": "float32",
+        "seed": 0,
+        "layers": [{"type": "Dense", "in_features": 2, "out_features": 3}],
+        "training": {},
+    }
 
 
 def good_tensors():

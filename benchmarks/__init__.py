@@ -1,0 +1,1 @@
+"""nnx's benchmark suite (pytest-benchmark) and comparison commands."""

@@ -1,0 +1,47 @@
+"""Fixtures of the benchmark suite: every available backend, with GPU cases marked and skipped
+with the reason where CuPy or a device is missing. Timed functions synchronise the device."""
+
+from __future__ import annotations
+
+import pytest
+
+from backends import BackendUnavailable, get_backend
+
+
+def _gpu_missing() -> str | None:
+    try:
+        get_backend("cupy")
+    except BackendUnavailable as exc:
+        return str(exc)
+    return None
+
+
+GPU_MISSING = _gpu_missing()
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("numpy", id="numpy"),
+        pytest.param(
+            "cupy",
+            id="cupy",
+            marks=[
+                pytest.mark.gpu,
+                pytest.mark.skipif(GPU_MISSING is not None, reason=f"no GPU backend: {GPU_MISSING}"),
+            ],
+        ),
+    ]
+)
+def backend(request):
+    return get_backend(request.param)
+
+
+def synced(backend, fn):
+    """fn followed by a device synchronisation, so a GPU timing measures the work, not the launch."""
+
+    def run():
+        result = fn()
+        backend.synchronize()
+        return result
+
+    return run

@@ -1,0 +1,148 @@
+"""NumPy ↔ CuPy parity: every CuPy kernel against the NumPy reference, then a whole model.
+
+Tolerances: float32 kernels rtol 1e-5 (atol scaled to the values), float64 rtol 1e-12;
+the 50-step float32 loss curve within 1e-4 relative. Every case here needs a GPU and
+skips with the reason when CuPy or a device is missing.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import nnx
+from backends import get_backend, reference
+from tests.conftest import CUPY_MISSING
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(CUPY_MISSING is not None, reason=f"no GPU backend: {CUPY_MISSING}"),
+]
+RTOL = {"float32": 1e-5, "float64": 1e-12}
+
+
+@pytest.fixture(scope="module")
+def gpu():
+    return get_backend("cupy")
+
+
+@pytest.fixture(params=["float32", "float64"])
+def dtype(request):
+    return request.param
+
+
+def test_matmul_bias_relu_and_relu_backward_match_numpy(gpu, rng, dtype):
+    x, w, b, g = (rng.standard_normal(s).astype(dtype) for s in [(33, 20), (20, 17), (17,), (33, 17)])
+    y = gpu.empty((33, 17), dtype)
+    gpu.matmul(gpu.asarray(x), gpu.asarray(w), y)
+    gpu.bias_relu(y, gpu.asarray(b))
+    expected = reference.bias_relu(reference.matmul(x, w), b)
+    np.testing.assert_allclose(gpu.to_numpy(y), expected, rtol=RTOL[dtype], atol=RTOL[dtype])
+    dx = gpu.empty((33, 17), dtype)
+    gpu.relu_backward(gpu.asarray(g), y, dx)
+    np.testing.assert_array_equal(gpu.to_numpy(dx), reference.relu_backward(g, gpu.to_numpy(y)))
+    dw = gpu.empty((20, 17), dtype)
+    gpu.matmul(gpu.asarray(x).T, gpu.asarray(g), dw)
+    np.testing.assert_allclose(gpu.to_numpy(dw), x.T @ g, rtol=RTOL[dtype], atol=RTOL[dtype] * 10)
+
+
+def test_sgd_update_matches_numpy(gpu, rng, dtype):
+    p, g = rng.standard_normal((40, 3)).astype(dtype), rng.standard_normal((40, 3)).astype(dtype)
+    pd = gpu.asarray(p)
+    gpu.sgd_update(pd, gpu.asarray(g), 0.01, gpu.empty(p.shape, dtype))
+    np.testing.assert_allclose(gpu.to_numpy(pd), reference.sgd_update(p, g, 0.01), rtol=RTOL[dtype])
+
+
+def check_loss(gpu, z, y):
+    d = gpu.empty(z.shape, z.dtype)
+    value = gpu.softmax_cross_entropy(gpu.asarray(z), gpu.asarray(y), d)
+    ref_value, ref_d = reference.softmax_cross_entropy(np.ascontiguousarray(z), y)
+    rtol = RTOL[z.dtype.name]
+    assert float(value) == pytest.approx(ref_value, rel=rtol * 10, abs=rtol)
+    np.testing.assert_allclose(gpu.to_numpy(d), ref_d, rtol=rtol * 10, atol=rtol / z.shape[0])
+
+
+@pytest.mark.parametrize("n, c", [(1, 2), (7, 10), (256, 1000), (3, 12289), (2, 131072)])
+def test_fused_loss_matches_the_reference_for_every_size(gpu, rng, dtype, n, c):
+    check_loss(gpu, (rng.standard_normal((n, c)) * 5).astype(dtype), rng.integers(0, c, n))
+
+
+def test_fused_loss_marks_a_label_out_of_range_as_nan(gpu):
+    d = gpu.empty((2, 3), np.float32)
+    value = gpu.softmax_cross_entropy(gpu.asarray(np.zeros((2, 3), np.float32)), gpu.asarray(np.array([0, 3])), d)
+    assert np.isnan(float(value))
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(1, 64),
+    c=st.sampled_from([2, 3, 10, 33, 1000, 4097, 131072]),
+    transposed=st.booleans(),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_fused_loss_parity_over_random_shapes(gpu, n, c, transposed, seed):
+    rng = np.random.default_rng(seed)
+    z = (rng.standard_normal((c, n) if transposed else (n, c)) * 4).astype(np.float32)
+    z = z.T if transposed else z  # a non-contiguous view
+    check_loss(gpu, z, rng.integers(0, c, n))
+
+
+def three_layer(backend, dtype="float32"):
+    return nnx.Sequential(
+        nnx.Dense(20, 32),
+        nnx.ReLU(),
+        nnx.Dense(32, 16),
+        nnx.ReLU(),
+        nnx.Dense(16, 5),
+        backend=backend,
+        seed=7,
+        dtype=dtype,
+    )
+
+
+def test_a_whole_forward_and_backward_pass_matches_numpy(rng, dtype):
+    x, y = rng.standard_normal((64, 20)).astype(dtype), rng.integers(0, 5, 64)
+    results = {}
+    for name in ("numpy", "cupy"):
+        model = three_layer(name, dtype)
+        be = model.backend
+        loss = nnx.SparseCategoricalCrossentropy()
+        value, dlogits = loss.compute(be, model.forward(be.asarray(x)), be.asarray(y))
+        model.backward(dlogits)
+        results[name] = (float(value), {k: be.to_numpy(g) for k, _, g in model.parameters()})
+    assert results["cupy"][0] == pytest.approx(results["numpy"][0], rel=RTOL[dtype] * 10)
+    for key, grad in results["numpy"][1].items():
+        np.testing.assert_allclose(results["cupy"][1][key], grad, rtol=RTOL[dtype] * 100, atol=RTOL[dtype])
+
+
+def test_fifty_training_steps_give_the_same_loss_curve():
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((50 * 32, 20)).astype(np.float32), rng.integers(0, 5, 50 * 32)
+    curves = {}
+    for name in ("numpy", "cupy"):
+        model, loss, opt = three_layer(name), nnx.SparseCategoricalCrossentropy(), nnx.SGD(0.05, momentum=0.9)
+        curves[name] = [model.train_step(x[i : i + 32], y[i : i + 32], loss, opt) for i in range(0, len(x), 32)]
+    np.testing.assert_allclose(curves["cupy"], curves["numpy"], rtol=1e-4)
+
+
+def test_fit_evaluate_and_predict_take_cupy_arrays_and_to_moves_models():
+    import cupy
+
+    (x, y), (xt, yt) = nnx.datasets.load_digits()
+    model = nnx.Sequential(nnx.Dense(64, 64), nnx.ReLU(), nnx.Dense(64, 10), backend="cupy")
+    model.fit(
+        cupy.asarray(x),
+        cupy.asarray(y),
+        loss=nnx.SparseCategoricalCrossentropy(),
+        optimizer=nnx.SGD(0.1),
+        epochs=20,
+        batch_size=32,
+    )
+    on_gpu = model.evaluate(cupy.asarray(xt), cupy.asarray(yt))
+    assert on_gpu["accuracy"] >= 0.95
+    probs = model.predict(cupy.asarray(xt))
+    assert isinstance(probs, np.ndarray)
+    np.testing.assert_allclose(model.to("numpy").predict(xt), probs, rtol=1e-4, atol=1e-6)
+    assert model.evaluate(xt, yt)["accuracy"] == pytest.approx(on_gpu["accuracy"], abs=2 / len(yt))
