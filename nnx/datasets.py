@@ -102,7 +102,7 @@ def _read_idx(f: Any, path: Path) -> np.ndarray:
         raise DataFormatError(
             f"{path}: IDX header claims shape {shape} ({expected} bytes), over the {MAX_IDX_BYTES}-byte limit"
         )
-    body = f.read(expected + 1)
+    body = _read_at_most(f, expected + 1)
     if len(body) != expected:
         state = "truncated" if len(body) < expected else "longer than its header says"
         raise DataFormatError(
@@ -110,6 +110,19 @@ def _read_idx(f: Any, path: Path) -> np.ndarray:
             f"got {len(body) if len(body) < expected else 'more'}"
         )
     return np.frombuffer(body, dtype).reshape(shape).astype(dtype.newbyteorder("="))
+
+
+def _read_at_most(f: Any, n: int, chunk: int = 1 << 20) -> bytes:
+    """Up to n bytes, read in chunks so that a header that lies about the size allocates
+    only what the file really holds."""
+    parts, left = [], n
+    while left > 0:
+        part = f.read(min(chunk, left))
+        if not part:
+            break
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
 
 
 def load_fashion_mnist(data_dir: str | os.PathLike[str] | None = None, validation: float = 0.0) -> tuple[Split, ...]:

@@ -11,6 +11,7 @@ Messages name the argument, what was expected and what came.
     DatasetNotFound     FileNotFoundError: a data set is not where nnx looked (says where)
     DataFormatError     DataError: a data file (IDX) is malformed; names the file
     ModelFileError      ValueError: a model file is not a valid nnx model; names the file
+    OutOfDeviceMemory   MemoryError: the batch does not fit in the device's memory (try a smaller one)
     TrainingDiverged    FloatingPointError: the loss became NaN or Inf during fit
     TrainingInterrupted KeyboardInterrupt: Ctrl-C during fit; carries the History so far
     BackendUnavailable  RuntimeError (from ``backends``): the asked-for backend cannot run here
@@ -31,6 +32,7 @@ __all__ = [
     "DatasetNotFound",
     "ModelFileError",
     "NNXError",
+    "OutOfDeviceMemory",
     "ShapeError",
     "TrainingDiverged",
     "TrainingInterrupted",
@@ -67,6 +69,10 @@ class DataFormatError(DataError):
 
 class ModelFileError(NNXError, ValueError):
     """A file is not a valid nnx model (corrupt, truncated, wrong shapes, unknown layer)."""
+
+
+class OutOfDeviceMemory(NNXError, MemoryError):
+    """The device ran out of memory; the model keeps its weights and stays usable."""
 
 
 class TrainingDiverged(NNXError, FloatingPointError):

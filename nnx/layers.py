@@ -54,6 +54,10 @@ class Layer:
             buf = self._buffers[key] = self.backend.empty(shape, self.dtype)
         return buf
 
+    def release_buffers(self) -> None:
+        """Drop the scratch buffers (they are sized again on the next batch)."""
+        self._buffers = {}
+
     def output_features(self, in_features: int) -> int:
         return in_features
 

@@ -24,7 +24,7 @@ from backends import Backend, get_backend
 from backends.contract import Array
 from nnx.callbacks import Callback
 from nnx.checks import check_features, check_labels, check_positive_int
-from nnx.errors import ConfigError, DTypeError, TrainingDiverged, TrainingInterrupted
+from nnx.errors import ConfigError, DTypeError, OutOfDeviceMemory, TrainingDiverged, TrainingInterrupted
 from nnx.layers import Dense, Dropout, Layer, ReLU, Softmax
 from nnx.losses import SparseCategoricalCrossentropy
 from nnx.optimizers import Optimizer
@@ -245,21 +245,22 @@ class Sequential:
                 for cb in callbacks:
                     cb.on_epoch_begin(epoch)
                 start = time.perf_counter()
-                logs = self._fit_epoch(
-                    xd,
-                    yd,
-                    loss,
-                    optimizer,
-                    epoch,
-                    epochs,
-                    batch_size,
-                    steps,
-                    shuffle,
-                    schedule,
-                    callbacks,
-                    every,
-                    interrupt,
-                )
+                with self._out_of_memory_hint(batch_size):
+                    logs = self._fit_epoch(
+                        xd,
+                        yd,
+                        loss,
+                        optimizer,
+                        epoch,
+                        epochs,
+                        batch_size,
+                        steps,
+                        shuffle,
+                        schedule,
+                        callbacks,
+                        every,
+                        interrupt,
+                    )
                 if logs is None:
                     raise TrainingInterrupted(
                         f"interrupted during epoch {epoch + 1}; the model holds the weights of the last complete step",
@@ -320,6 +321,22 @@ class Sequential:
             self.train(False)
         return {"loss": float(loss_sum) / n, "accuracy": int(correct) / n}
 
+    @contextlib.contextmanager
+    def _out_of_memory_hint(self, batch_size: int) -> Iterator[None]:
+        """Turn a device allocation failure into OutOfDeviceMemory, freeing the step's buffers."""
+        try:
+            yield
+        except MemoryError as exc:
+            if isinstance(exc, OutOfDeviceMemory):
+                raise
+            for layer in self.layers:
+                layer.release_buffers()
+            self.__dict__.pop("_batch_buffers", None)
+            raise OutOfDeviceMemory(
+                f"out of {self.backend.name} memory with batch_size={batch_size}; try a smaller batch_size "
+                f"(the model keeps its weights): {exc}"
+            ) from None
+
     def _batch_buffer(self, name: str, shape: tuple[int, ...], dtype: Any) -> Array:
         cache = self.__dict__.setdefault("_batch_buffers", {})
         key = (name, shape, np.dtype(dtype))
@@ -347,7 +364,8 @@ class Sequential:
         """Mean loss and accuracy on (x, y), in inference mode (no dropout)."""
         batch_size = check_positive_int(batch_size, "batch_size")
         self._check_last_layer()
-        return self._evaluate_device(*self._to_device(x, y), batch_size=batch_size)
+        with self._out_of_memory_hint(batch_size):
+            return self._evaluate_device(*self._to_device(x, y), batch_size=batch_size)
 
     def _evaluate_device(self, xd: Array, yd: Array, batch_size: int) -> dict[str, float]:
         be = self.backend

@@ -134,7 +134,7 @@ def build_model(meta: dict[str, Any], path: Any, backend: str | None) -> Sequent
     if not isinstance(specs, list) or not specs:
         raise ModelFileError(f"{path}: metadata 'layers' must be a non-empty list; got {specs!r}")
     for i, spec in enumerate(specs):
-        if not isinstance(spec, dict) or spec.get("type") not in LAYER_TYPES:
+        if not isinstance(spec, dict) or not isinstance(spec.get("type"), str) or spec["type"] not in LAYER_TYPES:
             raise ModelFileError(f"{path}: layer {i} must be one of {sorted(LAYER_TYPES)}; got {spec!r}")
         args = {k: v for k, v in spec.items() if k != "type"}
         try:

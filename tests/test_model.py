@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 
 import nnx
-from nnx.errors import ConfigError, DataError, DTypeError, ShapeError, TrainingDiverged, TrainingInterrupted
+from nnx.errors import (
+    ConfigError,
+    DataError,
+    DTypeError,
+    OutOfDeviceMemory,
+    ShapeError,
+    TrainingDiverged,
+    TrainingInterrupted,
+)
 
 
 @pytest.fixture(scope="module")
@@ -227,3 +235,27 @@ def test_ctrl_c_stops_after_a_complete_step_and_carries_the_history(digits):
     assert info.value.history.epoch == [0]
     assert np.isfinite(model.predict(xt)).all()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_running_out_of_device_memory_suggests_a_smaller_batch_and_keeps_the_model_usable(digits, monkeypatch):
+    (x, y), (xt, yt) = digits
+    model = mlp()
+    fit(model, x, y, epochs=1)
+    before = model.get_weights()
+    dense = model.layers[2]
+    real_forward = dense.forward
+    calls = {"n": 0}
+
+    def forward_that_runs_out(h):  # what CuPy raises when an allocation fails (a MemoryError)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise MemoryError("Out of memory allocating 1,048,576 bytes")
+        return real_forward(h)
+
+    monkeypatch.setattr(dense, "forward", forward_that_runs_out)
+    with pytest.raises(OutOfDeviceMemory, match="out of numpy memory with batch_size=32; try a smaller batch_size"):
+        fit(model, x, y, epochs=1)
+    monkeypatch.undo()
+    assert model.evaluate(xt, yt)["accuracy"] > 0.5
+    assert all(np.isfinite(w).all() for w in model.get_weights().values())
+    assert set(before) == set(model.get_weights())
