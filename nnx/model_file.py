@@ -22,9 +22,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors import SafetensorError
-from safetensors.numpy import load as st_load
-from safetensors.numpy import save as st_save
 
 from nnx.errors import ModelFileError, NNXError
 from nnx.layers import LAYER_TYPES, Layer
@@ -51,6 +48,8 @@ def save(
     }
     tensors = {**model.get_weights(), **(extra_tensors or {})}
     tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
+    from safetensors.numpy import save as st_save  # imported here: `import nnx` works without it
+
     atomic_write(path, st_save(tensors, metadata={FORMAT: json.dumps(meta)}))
 
 
@@ -97,6 +96,9 @@ def read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.nda
             f"{path}: not an nnx model file of version {VERSION}: metadata format "
             f"{meta.get('format') if isinstance(meta, dict) else meta!r}"
         )
+    from safetensors import SafetensorError
+    from safetensors.numpy import load as st_load
+
     try:
         tensors = st_load(data)
     except (SafetensorError, ValueError, TypeError) as exc:

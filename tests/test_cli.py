@@ -12,6 +12,8 @@ import pytest
 
 import nnx
 
+pytest.importorskip("safetensors", reason="model files need safetensors")
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -16,6 +16,9 @@ import tracemalloc
 
 import numpy as np
 import pytest
+
+pytest.importorskip("hypothesis")
+pytest.importorskip("safetensors", reason="model files need safetensors")
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

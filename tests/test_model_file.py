@@ -9,11 +9,13 @@ import struct
 
 import numpy as np
 import pytest
-from safetensors.numpy import save as st_save
 
 import nnx
 from nnx import model_file
+
 from nnx.errors import ModelFileError
+
+st_save = pytest.importorskip("safetensors.numpy", reason="model files need safetensors").save
 
 
 @pytest.fixture(scope="module")
