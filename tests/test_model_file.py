@@ -12,7 +12,6 @@ import pytest
 
 import nnx
 from nnx import model_file
-
 from nnx.errors import ModelFileError
 
 st_save = pytest.importorskip("safetensors.numpy", reason="model files need safetensors").save
