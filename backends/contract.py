@@ -92,8 +92,8 @@ class Backend:
         self.xp.maximum(x, 0, out=out)
 
     def relu_backward(self, grad: Array, y: Array, out: Array) -> None:
-        """out = grad where y > 0, else 0. ``y`` is the ReLU's output (or its input:
-        the sign is the same); ``out`` may be ``grad`` but must not be ``y``."""
+        """out = grad where y > 0, else 0. ``y`` is the ReLU's output (so y >= 0; y > 0 exactly
+        where the input was); ``out`` may be ``grad`` but must not be ``y``."""
         self.xp.multiply(grad, y > 0, out=out)
 
     def sum_rows(self, x: Array, out: Array) -> None:

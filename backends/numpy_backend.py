@@ -25,7 +25,7 @@ class NumpyBackend(Backend):
         if out is grad:  # in place: the mask has to live somewhere else
             np.multiply(grad, y > 0, out=out)
             return
-        np.heaviside(y, out.dtype.type(0), out=out)  # 1.0 where y > 0, else 0.0, no bool temporary
+        np.sign(y, out=out)  # y is the ReLU's output (>= 0): 1.0 where y > 0, else 0.0; SIMD and no temporary
         np.multiply(out, grad, out=out)
 
 
