@@ -235,8 +235,17 @@ class Sequential:
         check_positive_int(every, "check_every")
 
         n = xd.shape[0]
-        steps = math.ceil(n / batch_size)
-        schedule = schedule or Schedule()
+        plan = _Plan(
+            loss=loss,
+            optimizer=optimizer,
+            schedule=schedule or Schedule(),
+            epochs=epochs,
+            batch_size=batch_size,
+            steps=math.ceil(n / batch_size),
+            shuffle=shuffle,
+            callbacks=list(callbacks),
+            check_every=every,
+        )
         history = History()
         for cb in callbacks:
             cb.on_train_begin(self, epochs, n)
@@ -246,21 +255,7 @@ class Sequential:
                     cb.on_epoch_begin(epoch)
                 start = time.perf_counter()
                 with self._out_of_memory_hint(batch_size):
-                    logs = self._fit_epoch(
-                        xd,
-                        yd,
-                        loss,
-                        optimizer,
-                        epoch,
-                        epochs,
-                        batch_size,
-                        steps,
-                        shuffle,
-                        schedule,
-                        callbacks,
-                        every,
-                        interrupt,
-                    )
+                    logs = self._fit_epoch(xd, yd, plan, epoch, interrupt)
                 if logs is None:
                     raise TrainingInterrupted(
                         f"interrupted during epoch {epoch + 1}; the model holds the weights of the last complete step",
@@ -280,10 +275,12 @@ class Sequential:
         return history
 
     def _fit_epoch(
-        self, xd, yd, loss, optimizer, epoch, epochs, batch_size, steps, shuffle, schedule, callbacks, every, interrupt
+        self, xd: Array, yd: Array, plan: _Plan, epoch: int, interrupt: _StopOnInterrupt
     ) -> dict[str, float] | None:
+        """One epoch of training steps; None when Ctrl-C asked to stop after a step."""
         be, xp = self.backend, self.backend.xp
-        n = xd.shape[0]
+        n, batch_size, steps, optimizer = xd.shape[0], plan.batch_size, plan.steps, plan.optimizer
+        shuffle, every = plan.shuffle, plan.check_every
         order = be.asarray(np.random.default_rng([self.seed, epoch]).permutation(n)) if shuffle else None
         for i, layer in enumerate(self.layers):
             if isinstance(layer, Dropout):
@@ -303,8 +300,8 @@ class Sequential:
                     xb = xp.take(xd, idx, axis=0, out=self._batch_buffer("x", (hi - lo, xd.shape[1]), xd.dtype))
                     yb = xp.take(yd, idx, out=self._batch_buffer("y", (hi - lo,), yd.dtype))
                 global_step = epoch * steps + step
-                optimizer.lr = optimizer.base_lr * schedule.factor(global_step, epochs * steps, steps)
-                value = self._step(xb, yb, loss, optimizer)
+                optimizer.lr = optimizer.base_lr * plan.schedule.factor(global_step, plan.epochs * steps, steps)
+                value = self._step(xb, yb, plan.loss, optimizer)
                 check = (step + 1) % every == 0 or step == steps - 1
                 if check and not math.isfinite(float(value)):
                     self._diverged(snapshot, optimizer, epoch, step, every)
@@ -313,7 +310,7 @@ class Sequential:
                 correct += be.count_correct(self._last_logits, yb)
                 seen = hi
                 if check:
-                    for cb in callbacks:
+                    for cb in plan.callbacks:
                         cb.on_progress(epoch, seen, float(loss_sum) / seen, int(correct) / seen)
                 if interrupt.requested:
                     return None
@@ -404,6 +401,21 @@ class Sequential:
         from nnx.model_file import save
 
         save(self, path, training=training)
+
+
+@dataclass
+class _Plan:
+    """The settings of one fit call, as the epochs see them."""
+
+    loss: SparseCategoricalCrossentropy
+    optimizer: Optimizer
+    schedule: Schedule
+    epochs: int
+    batch_size: int
+    steps: int  # per epoch
+    shuffle: bool
+    callbacks: list[Callback]
+    check_every: int
 
 
 class _StopOnInterrupt(contextlib.AbstractContextManager):
