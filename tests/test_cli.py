@@ -163,3 +163,22 @@ def test_resume_continues_from_the_last_checkpoint_and_matches_an_uninterrupted_
     assert full.stdout.splitlines()[-1].split("(")[0] == resumed.stdout.splitlines()[-1].split("(")[0]
     history = nnx.load(tmp_path / "resumed.safetensors", backend="numpy").training_info["history"]
     assert history["epoch"] == [0, 1, 2, 3]
+
+
+def test_train_reads_a_folder_of_idx_files_or_an_npz(tmp_path):
+    from tests.test_datasets import write_idx_dataset
+
+    rng = np.random.default_rng(0)
+    write_idx_dataset(tmp_path / "idx", rng, n_train=64, n_test=16)
+    result = run("train", "--dataset", str(tmp_path / "idx"), "--epochs", "1", "--hidden", "16", "--quiet")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("test loss")
+    np.savez(
+        tmp_path / "d.npz",
+        x_train=rng.random((40, 5)),
+        y_train=rng.integers(0, 3, 40),
+        x_test=rng.random((10, 5)),
+        y_test=rng.integers(0, 3, 10),
+    )
+    result = run("train", "--dataset", str(tmp_path / "d.npz"), "--epochs", "2", "--hidden", "8", "--quiet")
+    assert result.returncode == 0, result.stderr
