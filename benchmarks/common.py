@@ -24,6 +24,13 @@ REFERENCE_STEPS = [
 ]
 
 
+# the GPU targets: the same network at a small and a large batch
+GPU_STEPS = [
+    ("784-1024-1024-10", [784, 1024, 1024, 10], 256),
+    ("784-1024-1024-10", [784, 1024, 1024, 10], 8192),
+]
+
+
 def mlp(widths: list[int], backend: Any = "numpy", dtype: str = "float32", seed: int = 0) -> nnx.Sequential:
     layers: list[nnx.Layer] = []
     for i, (a, b) in enumerate(itertools.pairwise(widths)):

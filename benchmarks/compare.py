@@ -20,7 +20,7 @@ import numpy as np
 
 import nnx
 from backends import Backend, get_backend
-from benchmarks.common import REFERENCE_STEPS, GemmFloor, NnxStep, interleaved, machine, mlp, step_flops
+from benchmarks.common import GPU_STEPS, REFERENCE_STEPS, GemmFloor, NnxStep, interleaved, machine, mlp, step_flops
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -73,7 +73,7 @@ def step_table(be: Backend, torch: Any, quick: bool) -> tuple[list[str], list[di
     sync = (
         be.synchronize if torch is None or device == "cpu" else (lambda: (be.synchronize(), torch.cuda.synchronize()))
     )
-    for name, widths, batch in REFERENCE_STEPS:
+    for name, widths, batch in GPU_STEPS if be.name == "cupy" else REFERENCE_STEPS:
         fns = {"floor": GemmFloor(widths, batch, be), "nnx": NnxStep(widths, batch, be)}
         if torch is not None:
             fns["torch"] = TorchStep(torch, widths, batch, device)

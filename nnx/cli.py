@@ -36,7 +36,7 @@ RECIPES: dict[str, dict[str, Any]] = {
     ),
     "fashion-mnist": dict(
         hidden="512,512",
-        epochs=30,
+        epochs=40,
         batch_size=128,
         optimizer="adamw",
         lr=1e-3,
