@@ -38,9 +38,10 @@ def check_features(x: Any, n_features: int, name: str = "x") -> Any:
     if x.shape[0] == 0:
         raise DataError(f"{name} must hold at least one sample; got shape {tuple(x.shape)}")
     if x.dtype.kind == "f":
-        finite = _module(x).isfinite(x).all(axis=1)
+        xp = _module(x)
+        finite = xp.isfinite(x).all(axis=1)
         if not bool(finite.all()):
-            row = int(_module(x).argmin(finite))
+            row = int(xp.argmin(finite))
             raise DataError(f"{name} must be finite; got NaN or Inf (first in row {row})")
     return x
 
@@ -64,10 +65,9 @@ def check_labels(y: Any, n_classes: int, n_rows: int, name: str = "y") -> Any:
         raise ShapeError(f"{name} must be 1-D (samples,); got shape {tuple(y.shape)}")
     if y.shape[0] != n_rows:
         raise ShapeError(f"{name} must have one label per sample of x ({n_rows}); got {y.shape[0]}")
-    if n_rows and (int(y.min()) < 0 or int(y.max()) >= n_classes):
-        raise DataError(
-            f"{name} must hold labels in [0, {n_classes - 1}]; got values from {int(y.min())} to {int(y.max())}"
-        )
+    low, high = (int(y.min()), int(y.max())) if n_rows else (0, 0)
+    if low < 0 or high >= n_classes:
+        raise DataError(f"{name} must hold labels in [0, {n_classes - 1}]; got values from {low} to {high}")
     return y
 
 
