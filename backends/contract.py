@@ -15,6 +15,8 @@ Conventions: rows are samples. Kernels write into preallocated outputs
     randomness rng(seed) -> a Generator of the array module (``random(out=...)``)
     sync       synchronize(); ``host_reads_are_free`` is True where reading a
                device scalar does not stall a device (the CPU)
+    tuning     ``update_chunk``: optimizers walk parameters in pieces of this many
+               elements (None: whole arrays)
     kernels    matmul, bias_add, bias_relu, relu, relu_backward, sum_rows,
                softmax_cross_entropy, count_correct, sgd_update
 """
@@ -39,6 +41,7 @@ class Backend:
     name: str = "abstract"
     xp: ModuleType = np
     host_reads_are_free: bool = True
+    update_chunk: int | None = None  # optimizers update parameters in pieces of this many elements
 
     def __repr__(self) -> str:
         return f"<Backend {self.name}>"

