@@ -35,6 +35,14 @@ class BackendUnavailable(RuntimeError):
     """The requested backend cannot run here (its package or its device is missing)."""
 
 
+def denormal_floor(dtype: Any, n_entries: int) -> float:
+    """The lowest z - max worth keeping. Below it, exp(z - max) / (N·sum) would come within 2**32
+    of the denormal floats, and the products of the backward pass would underflow into them:
+    denormals make a matrix product 5-100x slower on x86 (Fashion-MNIST epochs slowed by a third).
+    Clamping there changes a probability below ~1e-25 (float32; ~1e-290 float64) by less than itself."""
+    return float(np.log(np.finfo(dtype).tiny) + 32 * np.log(2.0) + np.log(n_entries))
+
+
 class Backend:
     """An array module plus the kernels that layers, losses and optimizers call."""
 
@@ -130,6 +138,7 @@ class Backend:
         xp.max(logits, axis=1, out=row_max)
         xp.subtract(logits, row_max[:, None], out=dlogits)  # z - max
         xp.take(flat, index, out=picked)  # z_y - max
+        xp.maximum(dlogits, denormal_floor(logits.dtype, n * c), out=dlogits)
         xp.exp(dlogits, out=dlogits)
         sums = row_max  # the max is no longer needed
         xp.sum(dlogits, axis=1, out=sums)

@@ -19,6 +19,7 @@ from backends.contract import Array
 from nnx.checks import check_fraction, check_positive
 
 Parameter = tuple[str, Array, Array]  # (name, value, gradient)
+FLUSH = 2.0**-96  # (x + FLUSH) - FLUSH is x, except that |x| below ~2**-120 becomes 0
 
 
 class Optimizer:
@@ -67,6 +68,15 @@ class Optimizer:
         scale = xp.minimum(1.0, self.clip_norm / (xp.sqrt(sq) + 1e-12)).astype(params[0][2].dtype)
         for _, _, g in params:
             g *= scale
+
+    @staticmethod
+    def flush_tiny(state: Array) -> None:
+        """Set entries below ~1e-36 to zero, in place, before they become denormal floats:
+        a moment that decays geometrically for a parameter whose gradient is always 0 (a border
+        pixel) reaches the denormal range within an epoch, and every later pass over a denormal
+        is about 40 times slower on x86 (Fashion-MNIST epochs slowed from 2.0 to 3.3 s)."""
+        state += FLUSH
+        state -= FLUSH
 
     @staticmethod
     def _array(store: dict[str, Array], key: str, like: Array, make: Any) -> Array:
@@ -118,6 +128,7 @@ class SGD(Optimizer):
         v = slots["velocity"]
         v *= self.momentum  # v ← μ·v + g
         v += g
+        self.flush_tiny(v)
         if not self.nesterov:
             backend.sgd_update(p, v, self.lr, scratch)
             return
@@ -158,6 +169,8 @@ class Adam(Optimizer):
         xp.multiply(g, g, out=tmp)
         tmp *= 1.0 - b2
         v += tmp
+        self.flush_tiny(m)
+        self.flush_tiny(v)
         # Bias correction folded into the step size: m̂/(√v̂ + ε) = (√c2/c1)·m/(√v + ε√c2).
         c1, c2 = 1.0 - b1**self.t, 1.0 - b2**self.t
         xp.sqrt(v, out=tmp)

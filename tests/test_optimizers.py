@@ -127,3 +127,19 @@ def test_fit_applies_the_schedule_to_the_optimizer():
 def test_bad_settings_raise_config_error_naming_them(make, message):
     with pytest.raises(ConfigError, match=message):
         make()
+
+
+@pytest.mark.parametrize("make", [lambda: nnx.Adam(1e-3), lambda: nnx.SGD(0.1, momentum=0.9)])
+def test_state_of_parameters_with_zero_gradient_never_becomes_denormal(backend, make):
+    p, g = np.ones(8, np.float32), np.zeros(8, np.float32)
+    g[0] = 1.0  # one step of signal, then zeros: the state decays geometrically
+    optimizer = make()
+    model = OneParam(backend, p, g)
+    optimizer.step(model)
+    model.set_grad(np.zeros(8, np.float32))
+    for _ in range(2000):
+        optimizer.step(model)
+    tiny = np.finfo(np.float32).tiny
+    for state in optimizer.state["w"].values():
+        s = np.abs(backend.to_numpy(state))
+        assert not ((s > 0) & (s < tiny)).any()
