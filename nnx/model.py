@@ -24,7 +24,7 @@ from backends import Backend, get_backend
 from backends.contract import Array
 from nnx.callbacks import Callback
 from nnx.checks import check_features, check_labels, check_positive_int
-from nnx.errors import ConfigError, DTypeError, OutOfDeviceMemory, TrainingDiverged, TrainingInterrupted
+from nnx.errors import ConfigError, DTypeError, OutOfDeviceMemory, ShapeError, TrainingDiverged, TrainingInterrupted
 from nnx.layers import Dense, Dropout, Layer, ReLU, Softmax
 from nnx.losses import SparseCategoricalCrossentropy
 from nnx.optimizers import Optimizer
@@ -117,8 +117,6 @@ class Sequential:
 
     def set_weights(self, weights: dict[str, Any]) -> None:
         """Copy arrays (host or device) into the parameters of the same names and shapes."""
-        from nnx.errors import ShapeError
-
         for name, value, _ in self.parameters():
             if name not in weights:
                 raise ShapeError(f"weights must hold {name!r}; it is missing")
@@ -157,25 +155,25 @@ class Sequential:
 
     def train_step(self, x: Any, y: Any, loss: SparseCategoricalCrossentropy, optimizer: Optimizer) -> float:
         """One gradient step on a batch (checked); returns the batch's mean loss."""
+        self._check_last_layer()
         x, y = self._to_device(x, y)
         self.train(True)
         try:
-            value = self._step(x, y, loss, optimizer)
+            value = float(self._step(x, y, loss)[0])
         finally:
             self.train(False)
-        value = float(value)
         if not math.isfinite(value):
             raise TrainingDiverged(f"the loss is {value}; the step was not applied (lower the learning rate?)")
         optimizer.step(self)
         return value
 
-    def _step(self, x: Array, y: Array, loss: SparseCategoricalCrossentropy, optimizer: Optimizer) -> Array:
-        """Forward, loss and backward on device arrays; the caller applies optimizer.step."""
+    def _step(self, x: Array, y: Array, loss: SparseCategoricalCrossentropy) -> tuple[Array, Array]:
+        """Forward, loss and backward on device arrays: (the loss as a 0-d array, the logits).
+        The caller applies optimizer.step."""
         logits = self.forward(x)
         value, dlogits = loss.compute(self.backend, logits, y)
         self.backward(dlogits)
-        self._last_logits = logits
-        return value
+        return value, logits
 
     # ---- boundary --------------------------------------------------------------------
     def _check_last_layer(self) -> None:
@@ -301,13 +299,13 @@ class Sequential:
                     yb = xp.take(yd, idx, out=self._batch_buffer("y", (hi - lo,), yd.dtype))
                 global_step = epoch * steps + step
                 optimizer.lr = optimizer.base_lr * plan.schedule.factor(global_step, plan.epochs * steps, steps)
-                value = self._step(xb, yb, plan.loss, optimizer)
+                value, logits = self._step(xb, yb, plan.loss)
                 check = (step + 1) % every == 0 or step == steps - 1
                 if check and not math.isfinite(float(value)):
                     self._diverged(snapshot, optimizer, epoch, step, every)
                 optimizer.step(self)
                 loss_sum += value * (hi - lo)
-                correct += be.count_correct(self._last_logits, yb)
+                correct += be.count_correct(logits, yb)
                 seen = hi
                 if check:
                     for cb in plan.callbacks:
