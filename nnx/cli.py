@@ -185,8 +185,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     )
     seconds = time.perf_counter() - start
     if history is not None:
-        for key in ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds"):
-            getattr(history, key).extend(getattr(new, key))
+        history.extend(new)
     else:
         history = new
     test = model.evaluate(x_test, y_test)

@@ -15,6 +15,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,6 +49,11 @@ class History:
     def append(self, logs: dict[str, float]) -> None:
         for key, value in logs.items():
             getattr(self, key).append(value)
+
+    def extend(self, other: History) -> None:
+        """Append the epochs of ``other`` (a resumed run) to these."""
+        for key, values in dataclasses.asdict(other).items():
+            getattr(self, key).extend(values)
 
 
 class Sequential:
