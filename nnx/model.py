@@ -10,12 +10,12 @@ CPU, where that is free; every ``check_every`` steps on a GPU).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import signal
 import threading
 import time
 from collections.abc import Iterator
-import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
