@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -115,3 +116,38 @@ def test_transfer_round_trips(backend, rng):
     assert backend.is_array(device)
     np.testing.assert_array_equal(backend.to_numpy(device), host)
     backend.synchronize()
+
+
+class FakeCudaError(Exception):
+    pass
+
+
+def fake_cupy(device_count):
+    """A stand-in for the cupy module whose runtime reports no driver (an exception) or a device count."""
+
+    def get_device_count():
+        if isinstance(device_count, Exception):
+            raise device_count
+        return device_count
+
+    runtime = SimpleNamespace(getDeviceCount=get_device_count)
+    return SimpleNamespace(cuda=SimpleNamespace(runtime=runtime))
+
+
+@pytest.mark.parametrize(
+    "device_count, message",
+    [
+        (FakeCudaError("cudaErrorInsufficientDriver: CUDA driver version is insufficient"), "needs an NVIDIA driver"),
+        (0, "needs a CUDA device; none is visible"),
+    ],
+)
+def test_cupy_without_a_driver_or_a_device_says_which_is_missing(monkeypatch, device_count, message):
+    from backends import cupy_backend
+
+    monkeypatch.setitem(sys.modules, "cupy", fake_cupy(device_count))
+    cupy_backend.cupy_backend.cache_clear()
+    try:
+        with pytest.raises(BackendUnavailable, match=message):
+            get_backend("cupy")
+    finally:
+        cupy_backend.cupy_backend.cache_clear()
