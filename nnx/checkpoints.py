@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from nnx.callbacks import Callback
+from nnx.errors import ModelFileError
 from nnx.model import History, Sequential
-from nnx.model_file import load, read, save
+from nnx.model_file import model_from, read, save
 from nnx.optimizers import Optimizer
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
@@ -54,9 +55,12 @@ def resume(
     optimizer_for(settings) builds the optimizer that the run used.
     """
     path = Path(folder) / CHECKPOINT_NAME
-    model = load(path, backend)
+    meta, tensors = read(path)
+    model = model_from(meta, tensors, path, backend)
     info = model.training_info
-    _, tensors = read(path)
+    missing = [k for k in ("settings", "epoch", "optimizer_steps", "history") if k not in info]
+    if missing:
+        raise ModelFileError(f"{path}: a model file but not a checkpoint: its training metadata lacks {missing}")
     optimizer = optimizer_for(info["settings"])
     slots = {k.removeprefix("optimizer."): v for k, v in tensors.items() if k.startswith("optimizer.")}
     optimizer.load_state(model.backend, slots, int(info["optimizer_steps"]))

@@ -111,7 +111,11 @@ def load(path: str | os.PathLike[str], backend: str | None = None) -> Sequential
 
     ``model.training_info`` holds the file's "training" metadata.
     """
-    meta, tensors = read(path)
+    return model_from(*read(path), path, backend)
+
+
+def model_from(meta: dict[str, Any], tensors: dict[str, np.ndarray], path: Any, backend: str | None) -> Sequential:
+    """The model that ``read`` returned, checked against its architecture; ``path`` names it in errors."""
     model = build_model(meta, path, backend)
     weights = {k: v for k, v in tensors.items() if k.startswith("layers.")}
     expected = {name: tuple(value.shape) for name, value, _ in model.parameters()}

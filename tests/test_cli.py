@@ -182,3 +182,10 @@ def test_train_reads_a_folder_of_idx_files_or_an_npz(tmp_path):
     )
     result = run("train", "--dataset", str(tmp_path / "d.npz"), "--epochs", "2", "--hidden", "8", "--quiet")
     assert result.returncode == 0, result.stderr
+
+
+def test_resume_from_a_plain_model_file_is_refused_clearly(tmp_path, model_path):
+    (tmp_path / "ck").mkdir()
+    (tmp_path / "ck" / "checkpoint.safetensors").write_bytes(model_path.read_bytes())
+    result = run("train", "--checkpoint-dir", str(tmp_path / "ck"), "--resume")
+    assert result.returncode == 1 and "not a checkpoint" in result.stderr and "Traceback" not in result.stderr
