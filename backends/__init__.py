@@ -16,7 +16,15 @@ import os
 
 from backends.contract import Backend, BackendUnavailable
 
-__all__ = ["Backend", "BackendUnavailable", "available_backends", "backend_for", "default_backend_name", "get_backend"]
+__all__ = [
+    "Backend",
+    "BackendUnavailable",
+    "available_backends",
+    "backend_for",
+    "default_backend_name",
+    "get_backend",
+    "unavailable_reason",
+]
 
 BACKEND_NAMES = ("numpy", "cupy", "auto")
 
@@ -61,12 +69,15 @@ def backend_for(array: object) -> Backend:
     return get_backend(module)
 
 
+def unavailable_reason(name: str) -> str | None:
+    """Why the backend ``name`` cannot run here, or None when it can."""
+    try:
+        get_backend(name)
+    except BackendUnavailable as exc:
+        return str(exc)
+    return None
+
+
 def available_backends() -> list[str]:
     """Names of the backends that work on this machine, NumPy first."""
-    names = ["numpy"]
-    try:
-        get_backend("cupy")
-        names.append("cupy")
-    except BackendUnavailable:
-        pass
-    return names
+    return [name for name in ("numpy", "cupy") if unavailable_reason(name) is None]

@@ -5,18 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from backends import BackendUnavailable, get_backend
+from backends import get_backend, unavailable_reason
 
-
-def _gpu_missing() -> str | None:
-    try:
-        get_backend("cupy")
-    except BackendUnavailable as exc:
-        return str(exc)
-    return None
-
-
-GPU_MISSING = _gpu_missing()
+GPU_MISSING = unavailable_reason("cupy")
 
 
 @pytest.fixture(

@@ -89,6 +89,7 @@ class Sequential:
             features = layer.output_features(features)
         self.n_classes = features
         self.backend = get_backend(backend)
+        self._batch_buffers: dict[tuple[Any, ...], Array] = {}
         rng = np.random.default_rng(self.seed)
         for layer in self.layers:
             layer.build(self.backend, self.dtype, rng)
@@ -135,6 +136,7 @@ class Sequential:
         """Move the parameters to another backend ("numpy" or "cupy"), in place; returns self."""
         weights = self.get_weights()
         self.backend = get_backend(backend)
+        self._batch_buffers.clear()
         rng = np.random.default_rng(self.seed)
         for layer in self.layers:
             layer.build(self.backend, self.dtype, rng)
@@ -332,14 +334,14 @@ class Sequential:
                 raise
             for layer in self.layers:
                 layer.release_buffers()
-            self.__dict__.pop("_batch_buffers", None)
+            self._batch_buffers.clear()
             raise OutOfDeviceMemory(
                 f"out of {self.backend.name} memory with batch_size={batch_size}; try a smaller batch_size "
                 f"(the model keeps its weights): {exc}"
             ) from None
 
     def _batch_buffer(self, name: str, shape: tuple[int, ...], dtype: Any) -> Array:
-        cache = self.__dict__.setdefault("_batch_buffers", {})
+        cache = self._batch_buffers
         key = (name, shape, np.dtype(dtype))
         if key not in cache:
             if len(cache) >= 4:

@@ -6,18 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from backends import BackendUnavailable, get_backend
+from backends import get_backend, unavailable_reason
 
-
-def _cupy_or_reason() -> str | None:
-    try:
-        get_backend("cupy")
-    except BackendUnavailable as exc:
-        return str(exc)
-    return None
-
-
-CUPY_MISSING = _cupy_or_reason()
+CUPY_MISSING = unavailable_reason("cupy")
 requires_gpu = pytest.mark.skipif(CUPY_MISSING is not None, reason=f"no GPU backend: {CUPY_MISSING}")
 BACKENDS = [
     pytest.param("numpy", id="numpy"),

@@ -28,6 +28,7 @@ def test_cupy_without_a_gpu_stack_raises_backend_unavailable_saying_what_is_miss
         get_backend("cupy")
     assert get_backend("auto").name == "numpy"
     assert backends.available_backends() == ["numpy"]
+    assert "cupy" in backends.unavailable_reason("cupy") and backends.unavailable_reason("numpy") is None
 
 
 def test_nnx_backend_environment_variable_sets_the_default(monkeypatch):
