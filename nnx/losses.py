@@ -46,6 +46,3 @@ class SparseCategoricalCrossentropy:
         labels = check_labels(labels, logits.shape[1], logits.shape[0], "labels")
         value, dlogits = self.compute(backend, logits, backend.asarray(labels))
         return float(value), dlogits
-
-    def config(self) -> dict[str, Any]:
-        return {}

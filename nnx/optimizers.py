@@ -187,15 +187,3 @@ class AdamW(Adam):
 
     def __init__(self, lr: float = 1e-3, weight_decay: float = 0.01, **kwargs: Any) -> None:
         super().__init__(lr, weight_decay=weight_decay, **kwargs)
-
-
-OPTIMIZERS: dict[str, type[Optimizer]] = {"sgd": SGD, "adam": Adam, "adamw": AdamW}
-
-
-def get_optimizer(name: str, **kwargs: Any) -> Optimizer:
-    """An optimizer by name ("sgd", "adam", "adamw"), for the command line."""
-    if name not in OPTIMIZERS:
-        from nnx.errors import ConfigError
-
-        raise ConfigError(f"optimizer must be one of {sorted(OPTIMIZERS)}; got {name!r}")
-    return OPTIMIZERS[name](**kwargs)

@@ -8,7 +8,6 @@ before every step.
 from __future__ import annotations
 
 import math
-from typing import Any
 
 from nnx.checks import check_fraction, check_positive, check_positive_int
 
@@ -28,12 +27,6 @@ class Schedule:
     def shape(self, step: int, total_steps: int, steps_per_epoch: int) -> float:
         return 1.0
 
-    def config(self) -> dict[str, Any]:
-        return {"warmup": self.warmup}
-
-
-Constant = Schedule
-
 
 class StepDecay(Schedule):
     """Multiply the lr by ``gamma`` every ``every_epochs`` epochs."""
@@ -45,9 +38,6 @@ class StepDecay(Schedule):
 
     def shape(self, step: int, total_steps: int, steps_per_epoch: int) -> float:
         return self.gamma ** (step // (steps_per_epoch * self.every_epochs))
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "every_epochs": self.every_epochs, "gamma": self.gamma}
 
 
 class Cosine(Schedule):
@@ -62,9 +52,3 @@ class Cosine(Schedule):
         span = max(total_steps - start, 1)
         progress = min(max(step - start, 0) / span, 1.0)
         return self.final + (1.0 - self.final) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-    def config(self) -> dict[str, Any]:
-        return {**super().config(), "final": self.final}
-
-
-SCHEDULES: dict[str, type[Schedule]] = {"constant": Schedule, "step": StepDecay, "cosine": Cosine}
