@@ -38,7 +38,7 @@ extern "C" __global__ void softmax_xent_T(
     const T* __restrict__ logits, const long long* __restrict__ labels, T* __restrict__ dlogits,
     T* __restrict__ row_loss, const int n, const int c, const int cache_in_shared)
 {
-    extern __shared__ unsigned char smem_raw[];
+    extern __shared__ __align__(16) unsigned char smem_raw[];
     T* row_cache = reinterpret_cast<T*>(smem_raw);          // c values when cache_in_shared
     __shared__ T red_m[32];
     __shared__ T red_s[32];
