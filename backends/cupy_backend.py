@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from importlib import resources
 
 from backends.contract import Backend, BackendUnavailable
 
@@ -25,3 +26,10 @@ def cupy_backend() -> Backend:
     from backends.cupy_kernels import CupyBackend
 
     return CupyBackend()
+
+
+def softmax_xent_source(c_type: str) -> tuple[str, str]:
+    """(CUDA source, kernel name) of the fused loss (softmax_xent.cu) for ``c_type`` "float" or "double"."""
+    name = f"softmax_xent_{c_type}"
+    source = (resources.files("backends") / "softmax_xent.cu").read_text()
+    return f"#define T {c_type}\n" + source.replace("softmax_xent_T", name), name
