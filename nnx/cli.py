@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -94,9 +95,10 @@ def make_optimizer(settings: dict[str, Any]) -> nnx.Optimizer:
             momentum=settings["momentum"],
             nesterov=settings["momentum"] > 0,
             weight_decay=settings["weight_decay"],
+            clip_norm=settings.get("clip_norm"),
         )
     if name in ("adam", "adamw"):
-        return nnx.Adam(settings["lr"], weight_decay=settings["weight_decay"])
+        return nnx.Adam(settings["lr"], weight_decay=settings["weight_decay"], clip_norm=settings.get("clip_norm"))
     raise UsageError(f"--optimizer must be sgd, adam or adamw; got {name!r}")
 
 
@@ -136,7 +138,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         require_matplotlib()
     recipe = RECIPES.get(args.dataset, RECIPES["fashion-mnist"])
     settings = {key: getattr(args, key) if getattr(args, key) is not None else value for key, value in recipe.items()}
-    settings.update(dataset=args.dataset, seed=args.seed, dtype=args.dtype)
+    settings.update(dataset=args.dataset, seed=args.seed, dtype=args.dtype, clip_norm=args.clip_norm)
     out = print if not args.quiet else (lambda *a, **k: None)
 
     history = None
@@ -254,10 +256,12 @@ def cmd_predict(args: argparse.Namespace) -> int:
     names, x = read_inputs(Path(args.input))
     probs = model.predict(x)
     classes = probs.argmax(axis=1)
+    header = "input,class,probability" + "".join(f",p{k}" for k in range(probs.shape[1]) if args.probabilities)
     lines = [
-        f"{name},{int(c)},{float(probs[i, c]):.6f}" for i, (name, c) in enumerate(zip(names, classes, strict=True))
+        f"{name},{int(c)},{float(row[c]):.6f}" + ("," + ",".join(f"{p:.6f}" for p in row) if args.probabilities else "")
+        for name, c, row in zip(names, classes, probs, strict=True)
     ]
-    text = "input,class,probability\n" + "\n".join(lines) + "\n"
+    text = header + "\n" + "\n".join(lines) + "\n"
     if args.out:
         from nnx.model_file import atomic_write
 
@@ -324,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=float)
     train.add_argument("--momentum", type=float, help="SGD momentum (Nesterov)")
     train.add_argument("--weight-decay", type=float, help="decoupled weight decay")
+    train.add_argument("--clip-norm", type=float, help="clip the global gradient norm to this")
     train.add_argument("--dropout", type=float, help="dropout after each hidden layer")
     train.add_argument("--schedule", choices=["constant", "cosine", "step"])
     train.add_argument("--warmup", type=float, help="fraction of steps of linear warm-up")
@@ -346,6 +351,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("model")
     predict.add_argument("input", help="an .npy file of samples, or a folder of PNG images")
     predict.add_argument("--out", help="write CSV here instead of printing it")
+    predict.add_argument("--probabilities", action="store_true", help="add every class's probability (p0, p1, ...)")
     predict.set_defaults(run=cmd_predict)
 
     info = sub.add_parser("info", parents=[common], help="versions, backends, devices and BLAS")
@@ -358,6 +364,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return args.run(args)
+    except BrokenPipeError:  # the reader went away (`nnx info | head`): nothing more to say
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - keeps Python's exit flush quiet
+        return 0
     except UsageError as exc:
         if args.debug:
             raise

@@ -40,6 +40,13 @@ def test_train_on_the_default_digits_prints_epochs_and_the_test_accuracy(model_p
     assert accuracy > 0.85
 
 
+def test_clip_norm_reaches_the_optimizer(tmp_path):
+    result = run("train", "--epochs", "1", "--clip-norm", "0.5", "--out", str(tmp_path / "m.safetensors"))
+    assert result.returncode == 0, result.stderr
+    assert "clip_norm=0.5" in result.stdout
+    assert nnx.load(tmp_path / "m.safetensors", backend="numpy").training_info["settings"]["clip_norm"] == 0.5
+
+
 def test_quiet_prints_only_the_result():
     result = run("train", "--epochs", "2", "--quiet")
     assert result.returncode == 0
@@ -65,6 +72,12 @@ def test_predict_reads_an_npy_file_and_writes_csv(model_path, tmp_path):
     classes = np.array([int(r.split(",")[1]) for r in rows[1:]])
     assert (classes == yt[:20]).mean() >= 0.8
     assert all(0 < float(r.split(",")[2]) <= 1 for r in rows[1:])
+    every = run("predict", str(model_path), str(tmp_path / "x.npy"), "--probabilities")
+    rows = every.stdout.splitlines()
+    assert rows[0] == "input,class,probability," + ",".join(f"p{k}" for k in range(10))
+    values = np.array([[float(v) for v in r.split(",")[3:]] for r in rows[1:]])
+    np.testing.assert_allclose(values.sum(axis=1), 1, atol=1e-4)
+    np.testing.assert_array_equal(values.argmax(axis=1), classes)
 
 
 def test_predict_reads_a_folder_of_png_images(model_path, tmp_path):
