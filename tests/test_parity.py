@@ -53,9 +53,10 @@ def test_sgd_update_matches_numpy(gpu, rng, dtype):
     np.testing.assert_allclose(gpu.to_numpy(pd), reference.sgd_update(p, g, 0.01), rtol=RTOL[dtype])
 
 
-def check_loss(gpu, z, y):
+def check_loss(gpu, z, y, z_device=None):
+    """The CuPy loss of z (or of z_device, the same values in another layout) against the reference."""
     d = gpu.empty(z.shape, z.dtype)
-    value = gpu.softmax_cross_entropy(gpu.asarray(z), gpu.asarray(y), d)
+    value = gpu.softmax_cross_entropy(gpu.asarray(z) if z_device is None else z_device, gpu.asarray(y), d)
     ref_value, ref_d = reference.softmax_cross_entropy(np.ascontiguousarray(z), y)
     rtol = RTOL[z.dtype.name]
     assert float(value) == pytest.approx(ref_value, rel=rtol * 10, abs=rtol)
