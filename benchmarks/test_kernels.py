@@ -14,32 +14,51 @@ N, IN, OUT = 1024, 1024, 1024
 @pytest.fixture
 def arrays(backend):
     rng = np.random.default_rng(0)
-    make = lambda *shape: backend.asarray(rng.standard_normal(shape).astype(np.float32))  # noqa: E731
-    return {"x": make(N, IN), "w": make(IN, OUT), "b": make(OUT), "y": make(N, OUT), "g": make(N, OUT)}
+    host = {
+        name: rng.standard_normal(shape).astype(np.float32)
+        for name, shape in [("x", (N, IN)), ("w", (IN, OUT)), ("b", (OUT,)), ("y", (N, OUT)), ("g", (N, OUT))]
+    }
+    host["y"] = np.maximum(host["y"], 0)  # a ReLU output
+    return host, {name: backend.asarray(a) for name, a in host.items()}
+
+
+def rows(backend, a, k=8):
+    """The first k rows on the host: enough to check a result without slowing the suite."""
+    return backend.to_numpy(a[:k])
 
 
 def test_matmul(benchmark, backend, arrays):
+    host, dev = arrays
     out = backend.empty((N, OUT), np.float32)
-    benchmark(synced(backend, lambda: backend.matmul(arrays["x"], arrays["w"], out)))
+    benchmark(synced(backend, lambda: backend.matmul(dev["x"], dev["w"], out)))
+    np.testing.assert_allclose(rows(backend, out), host["x"][:8] @ host["w"], rtol=1e-4, atol=1e-3)
 
 
 def test_matmul_transposed_weight_gradient(benchmark, backend, arrays):
+    host, dev = arrays
     out = backend.empty((IN, OUT), np.float32)
-    benchmark(synced(backend, lambda: backend.matmul(arrays["x"].T, arrays["g"], out)))
+    benchmark(synced(backend, lambda: backend.matmul(dev["x"].T, dev["g"], out)))
+    np.testing.assert_allclose(rows(backend, out), host["x"].T[:8] @ host["g"], rtol=1e-4, atol=1e-3)
 
 
 def test_bias_relu(benchmark, backend, arrays):
-    benchmark(synced(backend, lambda: backend.bias_relu(arrays["y"], arrays["b"])))
+    _, dev = arrays
+    benchmark(synced(backend, lambda: backend.bias_relu(dev["y"], dev["b"])))
+    assert rows(backend, dev["y"]).min() >= 0
 
 
 def test_relu_backward(benchmark, backend, arrays):
+    host, dev = arrays
     out = backend.empty((N, OUT), np.float32)
-    benchmark(synced(backend, lambda: backend.relu_backward(arrays["g"], arrays["y"], out)))
+    benchmark(synced(backend, lambda: backend.relu_backward(dev["g"], dev["y"], out)))
+    np.testing.assert_array_equal(rows(backend, out), np.where(host["y"][:8] > 0, host["g"][:8], 0))
 
 
 def test_sgd_update(benchmark, backend, arrays):
+    host, dev = arrays
     scratch = backend.empty((IN, OUT), np.float32)
-    benchmark(synced(backend, lambda: backend.sgd_update(arrays["w"], arrays["w"], 1e-9, scratch)))
+    benchmark(synced(backend, lambda: backend.sgd_update(dev["w"], dev["g"][:IN], 1e-9, scratch)))
+    assert np.abs(rows(backend, dev["w"]) - host["w"][:8]).max() < 1e-3  # many tiny steps, still close
 
 
 @pytest.fixture

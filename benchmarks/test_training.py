@@ -16,11 +16,18 @@ IDS = [f"{name}-b{batch}" for name, _, batch in REFERENCE_STEPS]
 def test_train_step(benchmark, backend, widths, batch):
     step = NnxStep(widths, batch, backend)
     benchmark(synced(backend, step))
+    value, _ = step.model._step(step.x, step.y, step.loss)
+    assert np.isfinite(float(value))
 
 
 @pytest.mark.parametrize("widths, batch", [(w, b) for _, w, b in REFERENCE_STEPS], ids=IDS)
 def test_gemm_floor(benchmark, backend, widths, batch):
-    benchmark(synced(backend, GemmFloor(widths, batch, backend)))
+    floor = GemmFloor(widths, batch, backend)
+    benchmark(synced(backend, floor))
+    a, b, out = floor.calls[0]
+    np.testing.assert_allclose(
+        backend.to_numpy(out[:4]), backend.to_numpy(a[:4]) @ backend.to_numpy(b), rtol=1e-3, atol=1e-2
+    )
 
 
 def test_fit_throughput(benchmark, backend):
