@@ -102,10 +102,11 @@ class Backend:
         """out = max(x, 0); ``out`` may be ``x``."""
         self.xp.maximum(x, 0, out=out)
 
-    def relu_backward(self, grad: Array, y: Array, out: Array) -> None:
-        """out = grad where y > 0, else 0. ``y`` is the ReLU's output (so y >= 0; y > 0 exactly
-        where the input was); ``out`` may be ``grad`` but must not be ``y``."""
-        self.xp.multiply(grad, y > 0, out=out)
+    def relu_backward(self, grad: Array, y: Array, out: Array, mask: Array) -> None:
+        """out = grad where y > 0, else 0. ``y`` is the ReLU's output (so y > 0 exactly where the
+        input was); ``mask`` is a bool scratch array shaped like y; ``out`` may be ``grad``."""
+        self.xp.greater(y, 0, out=mask)
+        self.xp.multiply(grad, mask, out=out)
 
     def sum_rows(self, x: Array, out: Array) -> None:
         """out = sum of the rows of x. x: (N, M), out: (M,)."""

@@ -61,7 +61,7 @@ class CupyBackend(Backend):
     def relu(self, x: Array, out: Array) -> None:
         cupy.maximum(x, 0, out=out)
 
-    def relu_backward(self, grad: Array, y: Array, out: Array) -> None:
+    def relu_backward(self, grad: Array, y: Array, out: Array, mask: Array) -> None:
         _relu_backward(grad, y, out)
 
     def sgd_update(self, param: Array, grad: Array, lr: float, scratch: Array) -> None:

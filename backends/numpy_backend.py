@@ -10,7 +10,8 @@ from backends.contract import Array, Backend
 
 
 class NumpyBackend(Backend):
-    """The contract on NumPy, with the elementwise kernels written to allocate nothing."""
+    """The contract as written, on NumPy; it adds only host transfer of CuPy arrays and the
+    L2-sized pieces in which optimizers walk the parameters."""
 
     name = "numpy"
     xp = np
@@ -21,13 +22,6 @@ class NumpyBackend(Backend):
         if hasattr(host, "__cuda_array_interface__"):  # a CuPy array: copy it to the host
             host = host.get()
         return np.asarray(host, dtype=dtype)
-
-    def relu_backward(self, grad: Array, y: Array, out: Array) -> None:
-        if out is grad:  # in place: the mask has to live somewhere else
-            np.multiply(grad, y > 0, out=out)
-            return
-        np.sign(y, out=out)  # y is the ReLU's output (>= 0): 1.0 where y > 0, else 0.0; SIMD and no temporary
-        np.multiply(out, grad, out=out)
 
 
 NUMPY = NumpyBackend()

@@ -50,7 +50,8 @@ def test_bias_relu(benchmark, backend, arrays):
 def test_relu_backward(benchmark, backend, arrays):
     host, dev = arrays
     out = backend.empty((N, OUT), np.float32)
-    benchmark(synced(backend, lambda: backend.relu_backward(dev["g"], dev["y"], out)))
+    mask = backend.empty((N, OUT), bool)
+    benchmark(synced(backend, lambda: backend.relu_backward(dev["g"], dev["y"], out, mask)))
     np.testing.assert_array_equal(rows(backend, out), np.where(host["y"][:8] > 0, host["g"][:8], 0))
 
 

@@ -40,8 +40,9 @@ class Layer:
         self.backend, self.dtype = backend, np.dtype(dtype)
         self._buffers = {}
 
-    def buffer(self, name: str, shape: tuple[int, ...]) -> Array:
-        """A scratch array of this shape, reused while the shape stays the same.
+    def buffer(self, name: str, shape: tuple[int, ...], dtype: Any = None) -> Array:
+        """A scratch array of this shape (and of the layer's dtype, unless given), reused while the
+        shape stays the same.
 
         Two shapes are kept per name: the full batch and the last, smaller one of an epoch.
         """
@@ -51,7 +52,7 @@ class Layer:
             stale = [k for k in self._buffers if k[0] == name]
             if len(stale) >= 2:
                 del self._buffers[stale[0]]
-            buf = self._buffers[key] = self.backend.empty(shape, self.dtype)
+            buf = self._buffers[key] = self.backend.empty(shape, dtype or self.dtype)
         return buf
 
     def release_buffers(self) -> None:
@@ -149,7 +150,7 @@ class ReLU(Layer):
 
     def backward(self, grad: Array) -> Array:
         dx = self.buffer("dx", grad.shape)
-        self.backend.relu_backward(grad, self.y, dx)
+        self.backend.relu_backward(grad, self.y, dx, self.buffer("mask", grad.shape, bool))
         return dx
 
 

@@ -39,7 +39,7 @@ def test_matmul_bias_relu_and_relu_backward_match_numpy(gpu, rng, dtype):
     expected = reference.bias_relu(reference.matmul(x, w), b)
     np.testing.assert_allclose(gpu.to_numpy(y), expected, rtol=RTOL[dtype], atol=RTOL[dtype])
     dx = gpu.empty((33, 17), dtype)
-    gpu.relu_backward(gpu.asarray(g), y, dx)
+    gpu.relu_backward(gpu.asarray(g), y, dx, gpu.empty(y.shape, bool))
     np.testing.assert_array_equal(gpu.to_numpy(dx), reference.relu_backward(g, gpu.to_numpy(y)))
     dw = gpu.empty((20, 17), dtype)
     gpu.matmul(gpu.asarray(x).T, gpu.asarray(g), dw)
