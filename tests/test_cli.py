@@ -202,3 +202,32 @@ def test_resume_from_a_plain_model_file_is_refused_clearly(tmp_path, model_path)
     (tmp_path / "ck" / "checkpoint.safetensors").write_bytes(model_path.read_bytes())
     result = run("train", "--checkpoint-dir", str(tmp_path / "ck"), "--resume")
     assert result.returncode == 1 and "not a checkpoint" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_ctrl_c_exits_130_and_leaves_a_checkpoint_that_resumes(tmp_path):
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NNX_BACKEND": "numpy"}
+    checkpoint = tmp_path / "ck" / "checkpoint.safetensors"
+    common = ["train", "--hidden", "32", "--quiet", "--checkpoint-dir", str(tmp_path / "ck")]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "nnx", *common, "--epochs", "5000"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not checkpoint.exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    time.sleep(0.2)  # a few more epochs
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130, stderr
+    assert stderr.strip() == "nnx: interrupted"
+    saved = nnx.load(checkpoint, backend="numpy").training_info
+    assert saved["epoch"] >= 0 and len(saved["history"]["epoch"]) == saved["epoch"] + 1
+    resumed = run(*common, "--epochs", str(saved["epoch"] + 3), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    assert nnx.load(checkpoint, backend="numpy").training_info["epoch"] == saved["epoch"] + 2
