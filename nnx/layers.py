@@ -55,6 +55,10 @@ class Layer:
             buf = self._buffers[key] = self.backend.empty(shape, dtype or self.dtype)
         return buf
 
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        """The shapes of the parameters that build() allocates, by key."""
+        return {}
+
     def release_buffers(self) -> None:
         """Drop the scratch buffers (they are sized again on the next batch)."""
         self._buffers = {}
@@ -93,12 +97,15 @@ class Dense(Layer):
     def build(self, backend: Backend, dtype: Any, rng: np.random.Generator) -> None:
         super().build(backend, dtype, rng)
         std = np.sqrt(2.0 / self.in_features)
-        w = rng.standard_normal((self.in_features, self.out_features)) * std
+        w = rng.standard_normal(self.param_shapes()["W"]) * std
         self.params = {
             "W": backend.asarray(w.astype(self.dtype)),
             "b": backend.zeros((self.out_features,), self.dtype),
         }
         self.grads = {k: backend.zeros(v.shape, self.dtype) for k, v in self.params.items()}
+
+    def param_shapes(self) -> dict[str, tuple[int, ...]]:
+        return {"W": (self.in_features, self.out_features), "b": (self.out_features,)}
 
     def output_features(self, in_features: int) -> int:
         if in_features != self.in_features:

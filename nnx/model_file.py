@@ -115,26 +115,37 @@ def load(path: str | os.PathLike[str], backend: str | None = None) -> Sequential
 
 
 def model_from(meta: dict[str, Any], tensors: dict[str, np.ndarray], path: Any, backend: str | None) -> Sequential:
-    """The model that ``read`` returned, checked against its architecture; ``path`` names it in errors."""
-    model = build_model(meta, path, backend)
+    """The model that ``read`` returned, checked against its architecture; ``path`` names it in errors.
+
+    The tensors' shapes are checked before the model is built, so a metadata that claims
+    huge layers cannot make loading allocate more than the file holds.
+    """
+    layers = read_layers(meta, path)
+    dtype, seed = meta.get("dtype"), meta.get("seed", 0)
+    if dtype not in DTYPES:
+        raise ModelFileError(f"{path}: metadata dtype must be one of {DTYPES}; got {dtype!r}")
     weights = {k: v for k, v in tensors.items() if k.startswith("layers.")}
-    expected = {name: tuple(value.shape) for name, value, _ in model.parameters()}
+    expected = {f"layers.{i}.{k}": shape for i, layer in enumerate(layers) for k, shape in layer.param_shapes().items()}
     got = {name: tuple(value.shape) for name, value in weights.items()}
     if got != expected:
         raise ModelFileError(f"{path}: weights do not match the architecture: expected {expected}, got {got}")
     for name, value in weights.items():
-        if value.dtype != model.dtype or not np.isfinite(value).all():
+        if value.dtype != np.dtype(dtype) or not np.isfinite(value).all():
             raise ModelFileError(
-                f"{path}: tensor {name} must be finite {model.dtype}; got {value.dtype}"
+                f"{path}: tensor {name} must be finite {dtype}; got {value.dtype}"
                 f"{'' if np.isfinite(value).all() else ' with NaN or Inf'}"
             )
+    try:
+        model = Sequential(*layers, backend=backend, seed=seed, dtype=dtype)
+    except NNXError as exc:
+        raise ModelFileError(f"{path}: the layers do not form a valid model: {exc}") from None
     model.set_weights(weights)
     model.training_info = meta.get("training", {})
     return model
 
 
-def build_model(meta: dict[str, Any], path: Any, backend: str | None) -> Sequential:
-    """The (untrained) Sequential that the metadata describes."""
+def read_layers(meta: dict[str, Any], path: Any) -> list[Layer]:
+    """The layers that the metadata describes, constructed but not built (nothing allocated)."""
     layers: list[Layer] = []
     specs = meta.get("layers")
     if not isinstance(specs, list) or not specs:
@@ -147,10 +158,4 @@ def build_model(meta: dict[str, Any], path: Any, backend: str | None) -> Sequent
             layers.append(LAYER_TYPES[spec["type"]](**args))
         except (TypeError, NNXError) as exc:
             raise ModelFileError(f"{path}: layer {i} ({spec['type']}) has bad arguments {args}: {exc}") from None
-    dtype, seed = meta.get("dtype"), meta.get("seed", 0)
-    if dtype not in DTYPES:
-        raise ModelFileError(f"{path}: metadata dtype must be one of {DTYPES}; got {dtype!r}")
-    try:
-        return Sequential(*layers, backend=backend, seed=seed, dtype=dtype)
-    except NNXError as exc:
-        raise ModelFileError(f"{path}: the layers do not form a valid model: {exc}") from None
+    return layers

@@ -107,6 +107,14 @@ BAD_FILES = {
         "NaN or Inf",
     ),
     "bad dtype name": (lambda p: write_with_meta(p, {**good_meta(), "dtype": "int8"}, good_tensors()), "dtype"),
+    "huge layers claimed": (
+        lambda p: write_with_meta(
+            p,
+            {**good_meta(), "layers": [{"type": "Dense", "in_features": 10**6, "out_features": 10**6}]},
+            good_tensors(),
+        ),
+        "weights do not match the architecture",
+    ),
 }
 
 
