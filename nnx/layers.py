@@ -21,6 +21,7 @@ import numpy as np
 
 from backends import Backend
 from backends.contract import Array
+from nnx.buffers import BufferCache
 from nnx.checks import check_fraction, check_positive_int
 from nnx.errors import ShapeError
 
@@ -34,11 +35,11 @@ class Layer:
         self.training = False
         self.backend: Backend | None = None
         self.dtype: Any = None
-        self._buffers: dict[str, Array] = {}
+        self._buffers = BufferCache()
 
     def build(self, backend: Backend, dtype: Any, rng: np.random.Generator) -> None:
         self.backend, self.dtype = backend, np.dtype(dtype)
-        self._buffers = {}
+        self._buffers.clear()
 
     def buffer(self, name: str, shape: tuple[int, ...], dtype: Any = None) -> Array:
         """A scratch array of this shape (and of the layer's dtype, unless given), reused while the
@@ -46,14 +47,8 @@ class Layer:
 
         Two shapes are kept per name: the full batch and the last, smaller one of an epoch.
         """
-        key = (name, shape)
-        buf = self._buffers.get(key)
-        if buf is None:
-            stale = [k for k in self._buffers if k[0] == name]
-            if len(stale) >= 2:
-                del self._buffers[stale[0]]
-            buf = self._buffers[key] = self.backend.empty(shape, dtype or self.dtype)
-        return buf
+        dtype = dtype or self.dtype
+        return self._buffers.get(name, (shape, dtype), lambda: self.backend.empty(shape, dtype))
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         """The shapes of the parameters that build() allocates, by key."""
@@ -61,7 +56,7 @@ class Layer:
 
     def release_buffers(self) -> None:
         """Drop the scratch buffers (they are sized again on the next batch)."""
-        self._buffers = {}
+        self._buffers.clear()
 
     def output_features(self, in_features: int) -> int:
         return in_features

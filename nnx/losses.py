@@ -14,6 +14,7 @@ from typing import Any
 
 from backends import Backend, backend_for
 from backends.contract import Array
+from nnx.buffers import BufferCache
 from nnx.checks import check_labels, check_logits
 
 
@@ -21,19 +22,16 @@ class SparseCategoricalCrossentropy:
     """``value, dlogits = loss(logits, labels)``: the mean loss as a float and dL/dlogits."""
 
     def __init__(self) -> None:
-        self._buffers: dict[tuple[Any, ...], tuple[Array, dict[str, Array]]] = {}
+        self._buffers = BufferCache()
 
     def compute(self, backend: Backend, logits: Array, labels: Array) -> tuple[Array, Array]:
         """The unchecked hot path: (loss as a 0-d device array, dlogits in a reused buffer)."""
-        key = (backend.name, logits.shape, logits.dtype)
-        if key not in self._buffers:
-            if len(self._buffers) >= 2:  # the full batch and the last, smaller one
-                self._buffers.pop(next(iter(self._buffers)))
-            self._buffers[key] = (
-                backend.empty(logits.shape, logits.dtype),
-                backend.loss_workspace(*logits.shape, logits.dtype),
-            )
-        dlogits, workspace = self._buffers[key]
+        shape, dtype = logits.shape, logits.dtype
+        dlogits, workspace = self._buffers.get(
+            "dlogits",
+            (backend.name, shape, dtype),
+            lambda: (backend.empty(shape, dtype), backend.loss_workspace(*shape, dtype)),
+        )
         return backend.softmax_cross_entropy(logits, labels, dlogits, workspace), dlogits
 
     def __call__(self, logits: Array, labels: Any) -> tuple[float, Array]:

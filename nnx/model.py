@@ -23,6 +23,7 @@ import numpy as np
 
 from backends import Backend, get_backend
 from backends.contract import Array
+from nnx.buffers import BufferCache
 from nnx.callbacks import Callback
 from nnx.checks import check_features, check_labels, check_positive_int
 from nnx.errors import ConfigError, DTypeError, OutOfDeviceMemory, ShapeError, TrainingDiverged, TrainingInterrupted
@@ -89,7 +90,7 @@ class Sequential:
             features = layer.output_features(features)
         self.n_classes = features
         self.backend = get_backend(backend)
-        self._batch_buffers: dict[tuple[Any, ...], Array] = {}
+        self._batch_buffers = BufferCache()
         rng = np.random.default_rng(self.seed)
         for layer in self.layers:
             layer.build(self.backend, self.dtype, rng)
@@ -294,7 +295,6 @@ class Sequential:
         snapshot = self._snapshot(optimizer)  # one copy per epoch, restored if training diverges
         loss_sum = be.zeros((), np.float64)
         correct = be.zeros((), np.int64)
-        seen = 0
         self.train(True)
         try:
             for step in range(steps):
@@ -314,10 +314,9 @@ class Sequential:
                 optimizer.step(self)
                 loss_sum += value * (hi - lo)
                 correct += be.count_correct(logits, yb)
-                seen = hi
                 if check:
                     for cb in plan.callbacks:
-                        cb.on_progress(epoch, seen, float(loss_sum) / seen, int(correct) / seen)
+                        cb.on_progress(epoch, hi, float(loss_sum) / hi, int(correct) / hi)
                 if interrupt.requested:
                     return None
         finally:
@@ -341,13 +340,7 @@ class Sequential:
             ) from None
 
     def _batch_buffer(self, name: str, shape: tuple[int, ...], dtype: Any) -> Array:
-        cache = self._batch_buffers
-        key = (name, shape, np.dtype(dtype))
-        if key not in cache:
-            if len(cache) >= 4:
-                cache.pop(next(iter(cache)))
-            cache[key] = self.backend.empty(shape, dtype)
-        return cache[key]
+        return self._batch_buffers.get(name, (shape, dtype), lambda: self.backend.empty(shape, dtype))
 
     def _snapshot(self, optimizer: Optimizer) -> list[tuple[Array, Array]]:
         arrays = [p for _, p, _ in self.parameters()] + list(optimizer.state_arrays().values())
