@@ -18,7 +18,8 @@ Conventions: rows are samples. Kernels write into preallocated outputs
     tuning     ``update_chunk``: optimizers walk parameters in pieces of this many
                elements (None: whole arrays)
     kernels    matmul, bias_add, bias_relu, relu, relu_backward, sum_rows,
-               softmax_cross_entropy, count_correct, sgd_update
+               softmax_cross_entropy, count_correct, sgd_update,
+               sgd_matmul_update
 """
 
 from __future__ import annotations
@@ -152,6 +153,13 @@ class Backend:
         picked -= 1.0 / n
         xp.put(flat, index, picked)  # subtract onehot / N (raises on a label out of range)
         return loss
+
+    def sgd_matmul_update(self, param: Array, a: Array, b: Array, lr: float, scratch: Array) -> None:
+        """param -= lr * (a @ b), in place: a gradient descent step whose gradient is a product,
+        such as W ← W − lr·Xᵀ·dY. a: (M, K), b: (K, N), param and scratch: (M, N); ``scratch``
+        may be overwritten (here it receives a @ b)."""
+        self.matmul(a, b, scratch)
+        self.sgd_update(param, scratch, lr, scratch)
 
     def count_correct(self, logits: Array, labels: Array) -> Array:
         """How many rows of logits (N, C) have their maximum at the label: a 0-d device array."""

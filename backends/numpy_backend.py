@@ -6,12 +6,13 @@ from typing import Any
 
 import numpy as np
 
+from backends.blas import GEMM
 from backends.contract import Array, Backend
 
 
 class NumpyBackend(Backend):
-    """The contract as written, on NumPy; it adds only host transfer of CuPy arrays and the
-    L2-sized pieces in which optimizers walk the parameters."""
+    """The contract as written, on NumPy; it adds host transfer of CuPy arrays, the L2-sized
+    pieces in which optimizers walk the parameters, and the SGD update folded into one BLAS gemm."""
 
     name = "numpy"
     xp = np
@@ -22,6 +23,11 @@ class NumpyBackend(Backend):
         if hasattr(host, "__cuda_array_interface__"):  # a CuPy array: copy it to the host
             host = host.get()
         return np.asarray(host, dtype=dtype)
+
+    def sgd_matmul_update(self, param: Array, a: Array, b: Array, lr: float, scratch: Array) -> None:
+        # One gemm, param ← −lr·a·b + 1·param, where NumPy's OpenBLAS is reachable (see backends.blas).
+        if GEMM is None or not GEMM(a, b, param, -lr, 1.0):
+            super().sgd_matmul_update(param, a, b, lr, scratch)
 
 
 NUMPY = NumpyBackend()

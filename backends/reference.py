@@ -51,3 +51,7 @@ def count_correct(logits: np.ndarray, labels: np.ndarray) -> int:
 
 def sgd_update(param: np.ndarray, grad: np.ndarray, lr: float) -> np.ndarray:
     return param - lr * grad
+
+
+def sgd_matmul_update(param: np.ndarray, a: np.ndarray, b: np.ndarray, lr: float) -> np.ndarray:
+    return param - lr * (a @ b)

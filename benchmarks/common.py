@@ -60,8 +60,7 @@ class NnxStep:
         self.loss, self.opt = nnx.SparseCategoricalCrossentropy(), nnx.SGD(1e-3)
 
     def __call__(self) -> None:
-        self.model._step(self.x, self.y, self.loss)
-        self.opt.step(self.model)
+        self.model._step(self.x, self.y, self.loss, self.opt)
 
 
 class GemmFloor:

@@ -5,7 +5,8 @@ The layer contract (after jax's stax, kept small):
     build(backend, dtype, rng)  allocate parameters; rng is a numpy.random.Generator,
                                 so one seed gives the same weights on every backend
     forward(x) -> y             x: (N, in) backend array; y: (N, out), a buffer the layer owns
-    backward(grad) -> dx        grad: dL/dy (N, out); returns dL/dx (N, in), fills ``grads``
+    backward(grad, lr) -> dx    grad: dL/dy (N, out); returns dL/dx (N, in), fills ``grads``;
+                                with lr (plain SGD), applies p ← p − lr·dp to its own parameters
     params, grads               dicts of backend arrays with the same keys
     config()                    the constructor's arguments, for model files
 
@@ -67,7 +68,7 @@ class Layer:
     def forward(self, x: Array) -> Array:
         raise NotImplementedError
 
-    def backward(self, grad: Array) -> Array:
+    def backward(self, grad: Array, lr: float | None = None) -> Array:
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -79,7 +80,8 @@ class Dense(Layer):
     """y = x·W + b. W: (in_features, out_features), b: (out_features,).
 
     He initialisation (normal, std = sqrt(2 / in_features)) suits ReLU networks; b starts at 0.
-    Backward: dW = xᵀ·dy, db = Σ_rows dy, dx = dy·Wᵀ.
+    Backward: dW = xᵀ·dy, db = Σ_rows dy, dx = dy·Wᵀ. Given ``lr``, backward also takes the
+    SGD step W ← W − lr·xᵀ·dy as one product (``sgd_matmul_update``) and leaves grads["W"] unset.
     """
 
     def __init__(self, in_features: int, out_features: int) -> None:
@@ -120,14 +122,18 @@ class Dense(Layer):
             self.backend.bias_add(y, self.params["b"])
         return y
 
-    def backward(self, grad: Array) -> Array | None:
-        be, x = self.backend, self.x
-        be.matmul(x.T, grad, self.grads["W"])
+    def backward(self, grad: Array, lr: float | None = None) -> Array | None:
+        be, x, w, b = self.backend, self.x, self.params["W"], self.params["b"]
+        dx = None
+        if self.propagate_grad:
+            dx = self.buffer("dx", x.shape)
+            be.matmul(grad, w.T, dx)  # before W moves
         be.sum_rows(grad, self.grads["b"])
-        if not self.propagate_grad:
-            return None
-        dx = self.buffer("dx", x.shape)
-        be.matmul(grad, self.params["W"].T, dx)
+        if lr is None:
+            be.matmul(x.T, grad, self.grads["W"])
+        else:
+            be.sgd_matmul_update(w, x.T, grad, lr, self.grads["W"])
+            be.sgd_update(b, self.grads["b"], lr, self.buffer("b_step", b.shape))
         return dx
 
 
@@ -150,7 +156,7 @@ class ReLU(Layer):
         self.backend.relu(x, self.y)
         return self.y
 
-    def backward(self, grad: Array) -> Array:
+    def backward(self, grad: Array, lr: float | None = None) -> Array:
         dx = self.buffer("dx", grad.shape)
         self.backend.relu_backward(grad, self.y, dx, self.buffer("mask", grad.shape, bool))
         return dx
@@ -171,7 +177,7 @@ class Softmax(Layer):
         y /= y.sum(axis=1, keepdims=True)
         return y
 
-    def backward(self, grad: Array) -> Array:
+    def backward(self, grad: Array, lr: float | None = None) -> Array:
         xp = self.backend.xp
         dx = self.buffer("dx", grad.shape)
         xp.multiply(grad, self.y, out=dx)
@@ -215,7 +221,7 @@ class Dropout(Layer):
         xp.multiply(x, mask, out=y)
         return y
 
-    def backward(self, grad: Array) -> Array:
+    def backward(self, grad: Array, lr: float | None = None) -> Array:
         if self.mask is None:
             return grad
         dx = self.buffer("dx", grad.shape)

@@ -100,6 +100,7 @@ class Sequential:
         """Fuse Dense + ReLU and skip the input gradient of the lowest layer with parameters."""
         first = next(i for i, layer in enumerate(self.layers) if layer.params)
         self._first_trainable = first
+        self._foldable = all(isinstance(layer, Dense) for layer in self.layers if layer.params)
         for i, layer in enumerate(self.layers):
             if isinstance(layer, Dense):
                 layer.propagate_grad = i != first
@@ -156,11 +157,12 @@ class Sequential:
             x = layer.forward(x)
         return x
 
-    def backward(self, dlogits: Array) -> None:
-        """Gradients of every parameter from dL/dlogits (N, classes)."""
+    def backward(self, dlogits: Array, lr: float | None = None) -> None:
+        """Gradients of every parameter from dL/dlogits (N, classes); with ``lr``, each layer also
+        takes the plain SGD step p ← p − lr·dp (see Dense.backward)."""
         grad = dlogits
         for layer in reversed(self.layers[self._first_trainable :]):
-            grad = layer.backward(grad)
+            grad = layer.backward(grad, lr)
 
     def train_step(self, x: Any, y: Any, loss: SparseCategoricalCrossentropy, optimizer: Optimizer) -> float:
         """One gradient step on a batch (checked); returns the batch's mean loss."""
@@ -168,20 +170,34 @@ class Sequential:
         x, y = self._to_device(x, y)
         self.train(True)
         try:
-            value = float(self._step(x, y, loss)[0])
+            value, _, dlogits = self._forward_loss(x, y, loss)
+            value = float(value)
+            if not math.isfinite(value):
+                raise TrainingDiverged(f"the loss is {value}; the step was not applied (lower the learning rate?)")
+            self._backward_update(dlogits, optimizer)
         finally:
             self.train(False)
-        if not math.isfinite(value):
-            raise TrainingDiverged(f"the loss is {value}; the step was not applied (lower the learning rate?)")
-        optimizer.step(self)
         return value
 
-    def _step(self, x: Array, y: Array, loss: SparseCategoricalCrossentropy) -> tuple[Array, Array]:
-        """Forward, loss and backward on device arrays: (the loss as a 0-d array, the logits).
-        The caller applies optimizer.step."""
+    def _forward_loss(self, x: Array, y: Array, loss: SparseCategoricalCrossentropy) -> tuple[Array, Array, Array]:
+        """Forward and the fused loss on device arrays: (the loss as a 0-d array, logits, dlogits)."""
         logits = self.forward(x)
         value, dlogits = loss.compute(self.backend, logits, y)
-        self.backward(dlogits)
+        return value, logits, dlogits
+
+    def _backward_update(self, dlogits: Array, optimizer: Optimizer) -> None:
+        """Backward and the optimizer's step. Plain SGD is folded into the backward pass: each Dense
+        takes W ← W − lr·xᵀ·dy as one product instead of writing dW and reading it back."""
+        lr = optimizer.folded_lr() if self._foldable else None
+        self.backward(dlogits, lr)
+        optimizer.step(self, applied=lr is not None)
+
+    def _step(
+        self, x: Array, y: Array, loss: SparseCategoricalCrossentropy, optimizer: Optimizer
+    ) -> tuple[Array, Array]:
+        """A whole unchecked training step on device arrays: (the loss as a 0-d array, the logits)."""
+        value, logits, dlogits = self._forward_loss(x, y, loss)
+        self._backward_update(dlogits, optimizer)
         return value, logits
 
     # ---- boundary --------------------------------------------------------------------
@@ -307,11 +323,11 @@ class Sequential:
                     yb = xp.take(yd, idx, out=self._batch_buffer("y", (hi - lo,), yd.dtype))
                 global_step = epoch * steps + step
                 optimizer.lr = optimizer.base_lr * plan.schedule.factor(global_step, plan.epochs * steps, steps)
-                value, logits = self._step(xb, yb, plan.loss)
+                value, logits, dlogits = self._forward_loss(xb, yb, plan.loss)
                 check = (step + 1) % every == 0 or step == steps - 1
                 if check and not math.isfinite(float(value)):
                     self._diverged(snapshot, optimizer, epoch, step, every)
-                optimizer.step(self)
+                self._backward_update(dlogits, optimizer)
                 loss_sum += value * (hi - lo)
                 correct += be.count_correct(logits, yb)
                 if check:

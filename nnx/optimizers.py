@@ -40,9 +40,18 @@ class Optimizer:
         self.state: dict[str, dict[str, Array]] = {}
         self._scratch: dict[str, Array] = {}
 
-    def step(self, model: Any) -> None:
-        """Apply one update to ``model.parameters()`` from their gradients."""
+    def folded_lr(self) -> float | None:
+        """The learning rate when this step's update is exactly p ← p − lr·g, so that the layers
+        can apply it while they compute g (a Dense weight in one product, with no dW array);
+        None when the update needs the gradients themselves."""
+        return None
+
+    def step(self, model: Any, applied: bool = False) -> None:
+        """Apply one update to ``model.parameters()`` from their gradients; with ``applied``, only
+        count the step, which the layers took in backward with ``folded_lr()``."""
         self.t += 1
+        if applied:
+            return
         backend = model.backend
         params = list(model.parameters())
         if self.clip_norm is not None:
@@ -122,6 +131,10 @@ class SGD(Optimizer):
         self.momentum = check_fraction(momentum, "momentum")
         self.nesterov = bool(nesterov)
         self.slot_names = ("velocity",) if self.momentum else ()
+
+    def folded_lr(self) -> float | None:
+        plain = not self.momentum and not self.weight_decay and self.clip_norm is None
+        return self.lr if plain else None
 
     def update(self, backend: Backend, p: Array, g: Array, slots: dict[str, Array], scratch: Array) -> None:
         if not self.momentum:

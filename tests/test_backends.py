@@ -102,6 +102,18 @@ def test_sgd_update_and_count_correct_match_the_reference(backend, rng, dtype):
     assert int(backend.count_correct(backend.asarray(p), backend.asarray(labels))) == reference.count_correct(p, labels)
 
 
+@pytest.mark.parametrize("a_transposed", [True, False], ids=["xT", "x"])
+def test_sgd_matmul_update_matches_the_reference(backend, rng, dtype, a_transposed):
+    """param -= lr·a·b, with a as a transposed view (as Dense passes xᵀ) or a plain array."""
+    a = rng.standard_normal((7, 5)).astype(dtype)
+    a = np.ascontiguousarray(a.T).T if a_transposed else a  # same values, column-major memory
+    b, p = rng.standard_normal((5, 3)).astype(dtype), rng.standard_normal((7, 3)).astype(dtype)
+    pd = backend.asarray(p.copy())
+    backend.sgd_matmul_update(pd, backend.asarray(a), backend.asarray(b), 0.3, backend.empty(p.shape, dtype))
+    tol = TOLERANCE[dtype]
+    np.testing.assert_allclose(backend.to_numpy(pd), reference.sgd_matmul_update(p, a, b, 0.3), rtol=tol, atol=tol)
+
+
 def test_fused_loss_kernel_matches_the_reference(backend, rng, dtype):
     z = (rng.standard_normal((32, 17)) * 6).astype(dtype)
     y = rng.integers(0, 17, 32)

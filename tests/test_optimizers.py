@@ -143,3 +143,42 @@ def test_state_of_parameters_with_zero_gradient_never_becomes_denormal(backend, 
     for state in optimizer.state["w"].values():
         s = np.abs(backend.to_numpy(state))
         assert not ((s > 0) & (s < tiny)).any()
+
+
+@pytest.mark.parametrize("dtype, tol", [("float32", 1e-6), ("float64", 1e-14)])
+def test_plain_sgd_folded_into_backward_equals_gradients_then_update(backend, rng, dtype, tol):
+    """Plain SGD is applied inside backward (W ← W − lr·xᵀ·dy as one product); three steps of it
+    match three steps of the unfolded path: backward into grads, then optimizer.step."""
+    x = backend.asarray(rng.standard_normal((16, 6)).astype(dtype))
+    y = backend.asarray(rng.integers(0, 3, 16))
+
+    def model():
+        return nnx.Sequential(nnx.Dense(6, 8), nnx.ReLU(), nnx.Dense(8, 3), backend=backend, seed=3, dtype=dtype)
+
+    folded, unfolded, loss = model(), model(), nnx.SparseCategoricalCrossentropy()
+    opt_folded, opt_unfolded = nnx.SGD(0.2), nnx.SGD(0.2)
+    assert opt_folded.folded_lr() == 0.2
+    for _ in range(3):
+        folded._step(x, y, loss, opt_folded)
+        _, _, dlogits = unfolded._forward_loss(x, y, loss)
+        unfolded.backward(dlogits)
+        opt_unfolded.step(unfolded)
+    assert opt_folded.t == opt_unfolded.t == 3
+    got, want = folded.get_weights(), unfolded.get_weights()
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=tol, atol=tol, err_msg=name)
+    assert not np.array_equal(want["layers.0.W"], model().get_weights()["layers.0.W"])  # the steps moved W
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: nnx.SGD(0.1, momentum=0.9),
+        lambda: nnx.SGD(0.1, weight_decay=0.01),
+        lambda: nnx.SGD(0.1, clip_norm=1.0),
+        lambda: nnx.Adam(1e-3),
+    ],
+    ids=["momentum", "weight decay", "clip norm", "adam"],
+)
+def test_updates_that_need_the_gradient_are_not_folded(make):
+    assert make().folded_lr() is None
