@@ -1,7 +1,14 @@
-"""The CPU backend: NumPy arrays, OpenBLAS (or whatever BLAS NumPy links) for the products."""
+"""The CPU backend: NumPy arrays, OpenBLAS (or whatever BLAS NumPy links) for the products.
+
+Three kernels also come compiled (``backends/cpu_kernels.c``, built at install time): the fused
+loss, bias + ReLU and the ReLU backward, each one pass over memory where NumPy needs several.
+Where the extension was not built, or an array is not laid out for it (not C-contiguous, an
+unexpected dtype), the contract's NumPy kernels run instead and give the same results.
+"""
 
 from __future__ import annotations
 
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -9,20 +16,69 @@ import numpy as np
 from backends.blas import GEMM
 from backends.contract import Array, Backend
 
+try:
+    from backends import _cpu_kernels as COMPILED
+except ImportError:  # built without a C compiler: NumPy alone
+    COMPILED = None
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def _contiguous(dtype: np.dtype, *arrays: Array) -> bool:
+    """Whether every array is a C-contiguous NumPy array of ``dtype``, a float type the kernels know."""
+    return dtype in _FLOATS and all(type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous for a in arrays)
+
 
 class NumpyBackend(Backend):
-    """The contract as written, on NumPy; it adds host transfer of CuPy arrays, the L2-sized
-    pieces in which optimizers walk the parameters, and the SGD update folded into one BLAS gemm."""
+    """The contract on NumPy, plus host transfer of CuPy arrays, the L2-sized pieces in which
+    optimizers walk the parameters, the SGD update folded into one BLAS gemm, and the compiled
+    kernels. ``kernels``: the compiled module, or None for NumPy's own kernels only."""
 
     name = "numpy"
     xp = np
     host_reads_are_free = True
     update_chunk = 1 << 17  # elements (512 KiB of float32): optimizer passes stay in the L2 cache
 
+    def __init__(self, kernels: ModuleType | None = COMPILED) -> None:
+        self.kernels = kernels
+
+    def __repr__(self) -> str:
+        return f"<Backend numpy, {'compiled' if self.kernels else 'NumPy'} kernels>"
+
     def asarray(self, host: Any, dtype: Any = None) -> Array:
         if hasattr(host, "__cuda_array_interface__"):  # a CuPy array: copy it to the host
             host = host.get()
         return np.asarray(host, dtype=dtype)
+
+    def bias_relu(self, y: Array, b: Array) -> None:
+        if self.kernels and y.ndim == 2 and b.shape == y.shape[1:] and _contiguous(y.dtype, y, b):
+            self.kernels.bias_relu(y, b, y.dtype == np.float64)
+        else:
+            super().bias_relu(y, b)
+
+    def relu_backward(self, grad: Array, y: Array, out: Array, mask: Array) -> None:
+        if self.kernels and grad.shape == y.shape == out.shape and _contiguous(y.dtype, grad, y, out):
+            self.kernels.relu_backward(grad, y, out, y.dtype == np.float64)
+        else:
+            super().relu_backward(grad, y, out, mask)
+
+    def softmax_cross_entropy(
+        self, logits: Array, labels: Array, dlogits: Array, workspace: dict[str, Array] | None = None
+    ) -> Array:
+        n, c = logits.shape
+        if (
+            self.kernels
+            and n
+            and c
+            and dlogits.shape == logits.shape
+            and _contiguous(logits.dtype, logits, dlogits)
+            and type(labels) is np.ndarray
+            and labels.dtype == np.int64
+            and labels.shape == (n,)
+            and labels.flags.c_contiguous
+        ):
+            return np.float64(self.kernels.softmax_xent(logits, labels, dlogits, n, c, logits.dtype == np.float64))
+        return super().softmax_cross_entropy(logits, labels, dlogits, workspace)
 
     def sgd_matmul_update(self, param: Array, a: Array, b: Array, lr: float, scratch: Array) -> None:
         # One gemm, param ← −lr·a·b + 1·param, where NumPy's OpenBLAS is reachable (see backends.blas).

@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 
 from backends import get_backend, unavailable_reason
+from backends.numpy_backend import NumpyBackend
 
 CUPY_MISSING = unavailable_reason("cupy")
 requires_gpu = pytest.mark.skipif(CUPY_MISSING is not None, reason=f"no GPU backend: {CUPY_MISSING}")
 BACKENDS = [
     pytest.param("numpy", id="numpy"),
+    pytest.param("numpy-plain", id="numpy-plain"),  # NumPy's kernels only, as without the compiled ones
     pytest.param("cupy", id="cupy", marks=[pytest.mark.gpu, requires_gpu]),
 ]
 
@@ -19,7 +21,7 @@ BACKENDS = [
 @pytest.fixture(params=BACKENDS)
 def backend(request):
     """Each available backend in turn (CuPy cases skip without a GPU)."""
-    return get_backend(request.param)
+    return NumpyBackend(kernels=None) if request.param == "numpy-plain" else get_backend(request.param)
 
 
 @pytest.fixture

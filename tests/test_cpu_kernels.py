@@ -1,0 +1,120 @@
+"""The compiled CPU kernels (backends/cpu_kernels.c) against float64 references, at the row widths
+where the code paths change, on the special values, and on memory they must refuse."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from backends import reference
+from backends.numpy_backend import COMPILED, NUMPY, NumpyBackend
+
+if os.environ.get("NNX_REQUIRE_COMPILED") == "1" and COMPILED is None:
+    raise RuntimeError("NNX_REQUIRE_COMPILED=1 but backends._cpu_kernels was not built")
+pytestmark = pytest.mark.skipif(COMPILED is None, reason="the compiled CPU kernels were not built (no C compiler?)")
+PLAIN = NumpyBackend(kernels=None)
+
+
+def test_the_numpy_backend_uses_the_compiled_kernels():
+    assert NUMPY.kernels is COMPILED and "compiled" in repr(NUMPY)
+
+
+@pytest.mark.parametrize("c", [1, 2, 7, 10, 63, 64, 1000, 4097])  # rows of 64 and more take the wide path
+@pytest.mark.parametrize("dtype, rtol", [("float32", 3e-6), ("float64", 1e-13)])
+def test_fused_loss_matches_the_float64_reference(rng, c, dtype, rtol):
+    n = 37
+    z = (rng.standard_normal((n, c)) * 8).astype(dtype)
+    y = rng.integers(0, c, n)
+    d = np.empty_like(z)
+    value = NUMPY.softmax_cross_entropy(z, y, d)
+    ref_value, ref_d = reference.softmax_cross_entropy(z.astype(np.float64), y)
+    assert float(value) == pytest.approx(ref_value, rel=rtol, abs=rtol)
+    np.testing.assert_allclose(d, ref_d, rtol=rtol, atol=rtol / n)  # d_y = p_y - 1/N cancels
+
+
+def test_float32_exp_is_accurate_over_the_whole_range_it_is_given(rng):
+    """Rows (0, t) for t from the clamp floor (about -52 here) to 0: the probability of the second
+    entry is e^t / (1 + e^t), so the kernel's exp is checked at every scale it meets."""
+    t = np.linspace(-52.0, 0.0, 4001)
+    z = np.stack([np.zeros_like(t), t], axis=1).astype(np.float32)
+    y = np.zeros(len(t), np.int64)
+    d = np.empty_like(z)
+    NUMPY.softmax_cross_entropy(z, y, d)
+    t32 = z[:, 1].astype(np.float64)
+    expected = np.exp(t32) / (1 + np.exp(t32)) / len(t)
+    np.testing.assert_allclose(d[:, 1], expected, rtol=2e-6)
+
+
+@pytest.mark.parametrize("c", [10, 100])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+def test_a_nan_or_inf_logit_makes_its_row_nan_and_leaves_the_others(rng, c, bad):
+    z = rng.standard_normal((4, c)).astype(np.float32)
+    z[2, 3] = bad
+    y = np.array([0, 1, 2, 3])
+    d = np.empty_like(z)
+    value = NUMPY.softmax_cross_entropy(z, y, d)
+    if bad == -np.inf:  # exp(-inf) = 0: a finite row, as with NumPy's kernels
+        expected = np.empty_like(z)
+        assert float(value) == pytest.approx(float(PLAIN.softmax_cross_entropy(z, y, expected)), rel=1e-6)
+        np.testing.assert_allclose(d, expected, rtol=1e-6, atol=1e-9)
+        return
+    assert np.isnan(value)
+    assert np.isnan(d[2]).all() and np.isfinite(np.delete(d, 2, axis=0)).all()
+
+
+@pytest.mark.parametrize("label", [-1, 10])
+def test_a_label_out_of_range_makes_the_loss_nan_without_writing_outside_the_row(rng, label):
+    z = rng.standard_normal((3, 10)).astype(np.float32)
+    d = np.zeros((4, 10), np.float32)  # one spare row after the output, which must stay 0
+    value = NUMPY.softmax_cross_entropy(z, np.array([1, label, 2]), d[:3])
+    assert np.isnan(value) and np.isnan(d[1]).all() and not d[3].any()
+
+
+def test_a_row_of_only_minus_infinity_is_nan(rng):
+    z = np.full((2, 5), -np.inf, np.float32)
+    z[0] = rng.standard_normal(5)
+    d = np.empty_like(z)
+    assert np.isnan(NUMPY.softmax_cross_entropy(z, np.array([0, 0]), d))
+    assert np.isfinite(d[0]).all() and np.isnan(d[1]).all()
+
+
+def test_lengths_that_do_not_match_n_and_c_are_refused_before_memory_is_touched():
+    z, d, y = np.zeros((4, 5), np.float32), np.zeros((4, 5), np.float32), np.zeros(4, np.int64)
+    with pytest.raises(ValueError, match="logits must hold 100 bytes; got 80"):
+        COMPILED.softmax_xent(z, y, d, 5, 5, False)
+    with pytest.raises(ValueError, match="labels must hold 32 bytes; got 16"):
+        COMPILED.softmax_xent(z, y[:2], d, 4, 5, False)
+    with pytest.raises(ValueError, match="rows of b"):
+        COMPILED.bias_relu(z, np.zeros(3, np.float32), False)
+    with pytest.raises(ValueError, match="same size"):
+        COMPILED.relu_backward(z, z, np.zeros(3, np.float32), False)
+    with pytest.raises(TypeError):  # read-only output
+        COMPILED.bias_relu(b"\0" * 80, np.zeros(5, np.float32).tobytes(), False)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(1, 1), (5, 3), (33, 70)])
+def test_bias_relu_and_relu_backward_match_the_reference(rng, dtype, shape):
+    y, b = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape[1]).astype(dtype)
+    expected = reference.relu(y + b)
+    NUMPY.bias_relu(y, b)
+    np.testing.assert_array_equal(y, expected)
+    g = rng.standard_normal(shape).astype(dtype)
+    out = np.empty_like(g)
+    NUMPY.relu_backward(g, y, out, np.empty(shape, bool))
+    np.testing.assert_array_equal(out, reference.relu_backward(g, y))
+
+
+def test_arrays_the_kernels_cannot_take_go_to_numpy_with_the_same_results(rng):
+    """A strided (non-contiguous) view is computed by NumPy's kernels: same numbers."""
+    z = rng.standard_normal((8, 24)).astype(np.float32)[:, ::2]
+    y = rng.integers(0, 12, 8)
+    d1, d2 = np.empty(z.shape, np.float32), np.empty(z.shape, np.float32)
+    np.testing.assert_allclose(NUMPY.softmax_cross_entropy(z, y, d1), PLAIN.softmax_cross_entropy(z, y, d2), rtol=1e-6)
+    np.testing.assert_allclose(d1, d2, rtol=1e-6, atol=1e-9)
+    a, b = rng.standard_normal((6, 8)).astype(np.float32)[:, ::2], np.ones(4, np.float32)
+    expected = reference.relu(a + b)
+    NUMPY.bias_relu(a, b)
+    np.testing.assert_array_equal(a, expected)
