@@ -4,6 +4,9 @@
  *   softmax_xent(z, y, d, n, c, f64) -> mean loss   the fused softmax + cross-entropy (below)
  *   bias_relu(y, b, f64)                      y = max(y + b, 0) in place; y: (N, M), b: (M,)
  *   relu_backward(g, y, out, f64)             out = g where y > 0, else 0
+ *   sum_rows(x, out, f64)                     out = Σ over the rows of x; x: (N, M), out: (M,)
+ *   gemm(a, b, c, alpha, beta) -> bool        c ← alpha·a·b + beta·c through the BLAS gemm that
+ *                                             set_gemm(sgemm, dgemm) gave (see backends/blas.py)
  *
  * Arrays arrive as C-contiguous buffers (the caller checks dtypes and shapes; this module
  * checks every byte length against n and c before touching memory). f64 selects double
@@ -202,11 +205,130 @@ static PyObject *relu_backward(PyObject *self, PyObject *args) {
     return result;
 }
 
+#define DEFINE_SUM_ROWS(NAME, T)                                             \
+    VECTOR_CLONES static void NAME(const T *x, T *out, Py_ssize_t rows, Py_ssize_t cols) { \
+        for (Py_ssize_t j = 0; j < cols; j++) out[j] = 0;                    \
+        for (Py_ssize_t i = 0; i < rows; i++) {                              \
+            const T *row = x + i * cols;                                     \
+            _Pragma("omp simd")                                              \
+            for (Py_ssize_t j = 0; j < cols; j++) out[j] += row[j];          \
+        }                                                                    \
+    }
+
+DEFINE_SUM_ROWS(sum_rows_f32, float)
+DEFINE_SUM_ROWS(sum_rows_f64, double)
+
+static PyObject *sum_rows(PyObject *self, PyObject *args) {
+    Py_buffer x, out;
+    int f64;
+    if (!PyArg_ParseTuple(args, "y*w*p", &x, &out, &f64)) return NULL;
+    PyObject *result = NULL;
+    const Py_ssize_t size = f64 ? sizeof(double) : sizeof(float);
+    if (out.len % size || out.len == 0 || x.len % out.len) {
+        PyErr_Format(PyExc_ValueError, "x (%zd bytes) must be rows of out (%zd bytes)", x.len, out.len);
+    } else {
+        Py_BEGIN_ALLOW_THREADS
+        if (f64) sum_rows_f64(x.buf, out.buf, x.len / out.len, out.len / size);
+        else sum_rows_f32(x.buf, out.buf, x.len / out.len, out.len / size);
+        Py_END_ALLOW_THREADS
+        result = Py_NewRef(Py_None);
+    }
+    PyBuffer_Release(&x);
+    PyBuffer_Release(&out);
+    return result;
+}
+
+/* ---- gemm: a call into NumPy's own BLAS, with the checks done here rather than in Python ---- */
+enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 };
+typedef void (*sgemm_fn)(int, int, int, int64_t, int64_t, int64_t, float, const float *, int64_t, const float *,
+                         int64_t, float, float *, int64_t);
+typedef void (*dgemm_fn)(int, int, int, int64_t, int64_t, int64_t, double, const double *, int64_t,
+                         const double *, int64_t, double, double *, int64_t);
+static sgemm_fn sgemm;
+static dgemm_fn dgemm;
+
+static PyObject *set_gemm(PyObject *self, PyObject *args) {
+    unsigned long long s, d;
+    if (!PyArg_ParseTuple(args, "KK", &s, &d)) return NULL;
+    sgemm = (sgemm_fn)(uintptr_t)s;
+    dgemm = (dgemm_fn)(uintptr_t)d;
+    Py_RETURN_NONE;
+}
+
+/* The transpose flag and leading dimension of a 2-D view as a row-major BLAS operand; 0 when
+ * neither its rows nor its columns are contiguous. */
+static int operand(const Py_buffer *v, int64_t *ld) {
+    const Py_ssize_t item = v->itemsize, rows = v->shape[0], cols = v->shape[1];
+    if (v->strides[1] == item && v->strides[0] >= (cols > 1 ? cols : 1) * item && v->strides[0] % item == 0) {
+        *ld = v->strides[0] / item;
+        return NO_TRANS;
+    }
+    if (v->strides[0] == item && v->strides[1] >= (rows > 1 ? rows : 1) * item && v->strides[1] % item == 0) {
+        *ld = v->strides[1] / item;
+        return TRANS;
+    }
+    return 0;
+}
+
+static int overlaps(const Py_buffer *x, const Py_buffer *y) {
+    const char *x_end = (const char *)x->buf + (x->shape[0] - 1) * x->strides[0] + x->shape[1] * x->strides[1];
+    const char *y_end = (const char *)y->buf + (y->shape[0] - 1) * y->strides[0] + y->shape[1] * y->strides[1];
+    return (const char *)x->buf < y_end && (const char *)y->buf < x_end;
+}
+
+static PyObject *gemm(PyObject *self, PyObject *args) {
+    PyObject *a_obj, *b_obj, *c_obj;
+    double alpha, beta;
+    if (!PyArg_ParseTuple(args, "OOOdd", &a_obj, &b_obj, &c_obj, &alpha, &beta)) return NULL;
+    Py_buffer a, b, c;
+    const int flags = PyBUF_STRIDES | PyBUF_FORMAT;
+    if (PyObject_GetBuffer(c_obj, &c, flags | PyBUF_WRITABLE) < 0) return NULL;
+    if (PyObject_GetBuffer(a_obj, &a, flags) < 0) {
+        PyBuffer_Release(&c);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(b_obj, &b, flags) < 0) {
+        PyBuffer_Release(&c);
+        PyBuffer_Release(&a);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    if (a.ndim != 2 || b.ndim != 2 || c.ndim != 2 || a.shape[1] != b.shape[0] || c.shape[0] != a.shape[0] ||
+        c.shape[1] != b.shape[1]) {
+        PyErr_SetString(PyExc_ValueError, "gemm needs 2-D a (M, K), b (K, N) and c (M, N)");
+        goto done;
+    }
+    const char fmt = c.format[0] == '<' || c.format[0] == '=' ? c.format[1] : c.format[0];
+    int64_t lda = 0, ldb = 0;
+    const int op_a = operand(&a, &lda), op_b = operand(&b, &ldb);
+    const int same_type = strcmp(a.format, c.format) == 0 && strcmp(b.format, c.format) == 0;
+    const int64_t m = c.shape[0], n = c.shape[1], k = a.shape[1];
+    if (!same_type || !(fmt == 'f' ? sgemm != NULL : fmt == 'd' ? dgemm != NULL : 0) || !op_a || !op_b ||
+        c.strides[1] != c.itemsize || c.strides[0] != n * c.itemsize || m == 0 || n == 0 || k == 0 ||
+        overlaps(&a, &c) || overlaps(&b, &c)) {
+        result = Py_NewRef(Py_False); /* not for BLAS: the caller computes it another way */
+        goto done;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    if (fmt == 'f') sgemm(ROW_MAJOR, op_a, op_b, m, n, k, (float)alpha, a.buf, lda, b.buf, ldb, (float)beta, c.buf, n);
+    else dgemm(ROW_MAJOR, op_a, op_b, m, n, k, alpha, a.buf, lda, b.buf, ldb, beta, c.buf, n);
+    Py_END_ALLOW_THREADS
+    result = Py_NewRef(Py_True);
+done:
+    PyBuffer_Release(&a);
+    PyBuffer_Release(&b);
+    PyBuffer_Release(&c);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"softmax_xent", softmax_xent, METH_VARARGS,
      "softmax_xent(logits, labels, dlogits, n, c, f64) -> mean loss; writes dlogits (N, C); labels: (N,) int64."},
     {"bias_relu", bias_relu, METH_VARARGS, "bias_relu(y, b, f64): y = max(y + b, 0) in place."},
     {"relu_backward", relu_backward, METH_VARARGS, "relu_backward(grad, y, out, f64): out = grad where y > 0."},
+    {"sum_rows", sum_rows, METH_VARARGS, "sum_rows(x, out, f64): out = the sum of the rows of x."},
+    {"set_gemm", set_gemm, METH_VARARGS, "set_gemm(sgemm, dgemm): addresses of the row-major cblas gemms."},
+    {"gemm", gemm, METH_VARARGS, "gemm(a, b, c, alpha, beta) -> whether c was set to alpha·a·b + beta·c."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -1,9 +1,10 @@
 """The CPU backend: NumPy arrays, OpenBLAS (or whatever BLAS NumPy links) for the products.
 
-Three kernels also come compiled (``backends/cpu_kernels.c``, built at install time): the fused
-loss, bias + ReLU and the ReLU backward, each one pass over memory where NumPy needs several.
-Where the extension was not built, or an array is not laid out for it (not C-contiguous, an
-unexpected dtype), the contract's NumPy kernels run instead and give the same results.
+Some kernels also come compiled (``backends/cpu_kernels.c``, built at install time): the fused
+loss, bias + ReLU, the ReLU backward and the row sum, each one pass over memory where NumPy
+needs several, and the SGD update folded into a BLAS gemm (``backends/blas.py``). Where the
+extension was not built, or an array is not laid out for it (not C-contiguous, an unexpected
+dtype), the contract's NumPy kernels run instead and give the same results.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ from typing import Any
 
 import numpy as np
 
-from backends.blas import GEMM
+from backends.blas import GEMM_ADDRESSES
 from backends.contract import Array, Backend
 
 try:
     from backends import _cpu_kernels as COMPILED
 except ImportError:  # built without a C compiler: NumPy alone
     COMPILED = None
+if COMPILED is not None and GEMM_ADDRESSES is not None:
+    COMPILED.set_gemm(*GEMM_ADDRESSES)
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -49,6 +52,12 @@ class NumpyBackend(Backend):
         if hasattr(host, "__cuda_array_interface__"):  # a CuPy array: copy it to the host
             host = host.get()
         return np.asarray(host, dtype=dtype)
+
+    def sum_rows(self, x: Array, out: Array) -> None:
+        if self.kernels and x.ndim == 2 and out.shape == x.shape[1:] and _contiguous(x.dtype, x, out):
+            self.kernels.sum_rows(x, out, x.dtype == np.float64)
+        else:
+            super().sum_rows(x, out)
 
     def bias_relu(self, y: Array, b: Array) -> None:
         if self.kernels and y.ndim == 2 and b.shape == y.shape[1:] and _contiguous(y.dtype, y, b):
@@ -82,7 +91,7 @@ class NumpyBackend(Backend):
 
     def sgd_matmul_update(self, param: Array, a: Array, b: Array, lr: float, scratch: Array) -> None:
         # One gemm, param ← −lr·a·b + 1·param, where NumPy's OpenBLAS is reachable (see backends.blas).
-        if GEMM is None or not GEMM(a, b, param, -lr, 1.0):
+        if not (self.kernels and GEMM_ADDRESSES and self.kernels.gemm(a, b, param, -lr, 1.0)):
             super().sgd_matmul_update(param, a, b, lr, scratch)
 
 

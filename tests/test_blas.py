@@ -1,15 +1,20 @@
-"""The direct BLAS gemm (backends.blas): results, layouts it declines, and the fallback."""
+"""The gemm into NumPy's own BLAS (backends.blas, called by the compiled kernels): results,
+the layouts it declines, shapes it refuses, and the fallback."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from backends.blas import GEMM
+from backends.blas import GEMM_ADDRESSES
 from backends.contract import Backend
-from backends.numpy_backend import NUMPY
+from backends.numpy_backend import COMPILED, NUMPY
 
-pytestmark = pytest.mark.skipif(GEMM is None, reason="NumPy's own OpenBLAS (scipy-openblas) was not found")
+pytestmark = [
+    pytest.mark.skipif(GEMM_ADDRESSES is None, reason="NumPy's own OpenBLAS (scipy-openblas) was not found"),
+    pytest.mark.skipif(COMPILED is None, reason="the compiled CPU kernels were not built (no C compiler?)"),
+]
+GEMM = None if COMPILED is None else COMPILED.gemm
 
 
 @pytest.mark.parametrize("dtype, tol", [("float32", 1e-5), ("float64", 1e-13)])
@@ -34,7 +39,7 @@ def test_gemm_reads_row_padded_slices_in_place(rng):
 
 @pytest.mark.parametrize(
     "case",
-    ["strided columns", "mixed dtypes", "c overlaps a", "c not contiguous", "integer arrays", "empty"],
+    ["strided columns", "mixed dtypes", "c overlaps a", "c overlaps b", "c not contiguous", "integer arrays", "empty"],
 )
 def test_gemm_declines_what_blas_cannot_take_and_leaves_c_untouched(rng, case):
     a, b = rng.standard_normal((4, 4)).astype(np.float32), rng.standard_normal((4, 4)).astype(np.float32)
@@ -45,6 +50,9 @@ def test_gemm_declines_what_blas_cannot_take_and_leaves_c_untouched(rng, case):
         b = b.astype(np.float64)
     elif case == "c overlaps a":
         a = c
+    elif case == "c overlaps b":
+        big = np.ones((8, 4), np.float32)
+        b, c = big[2:6], big[4:8]
     elif case == "c not contiguous":
         c = np.ones((4, 8), np.float32)[:, ::2]
     elif case == "integer arrays":
@@ -58,10 +66,14 @@ def test_gemm_declines_what_blas_cannot_take_and_leaves_c_untouched(rng, case):
 
 def test_gemm_rejects_shapes_that_do_not_match_before_touching_memory():
     a, b, c = np.ones((3, 4), np.float32), np.ones((5, 2), np.float32), np.ones((3, 2), np.float32)
-    with pytest.raises(ValueError, match=r"gemm shapes do not match: \(3, 4\) · \(5, 2\) into \(3, 2\)"):
+    with pytest.raises(ValueError, match=r"gemm needs 2-D a \(M, K\), b \(K, N\) and c \(M, N\)"):
         GEMM(a, b, c, 1.0, 1.0)
-    with pytest.raises(ValueError, match="gemm shapes do not match"):
+    with pytest.raises(ValueError, match="gemm needs"):
         GEMM(np.ones((3, 5), np.float32), b, np.ones((2, 2), np.float32), 1.0, 1.0)
+    with pytest.raises(ValueError, match="gemm needs"):
+        GEMM(np.ones(5, np.float32), np.ones((5, 2), np.float32), np.ones((1, 2), np.float32), 1.0, 1.0)
+    with pytest.raises(BufferError):  # c must be writable
+        GEMM(a, np.ones((4, 2), np.float32), np.ones((3, 2), np.float32).tobytes(), 1.0, 1.0)
 
 
 def test_numpy_backend_falls_back_to_the_contract_where_blas_declines(rng):

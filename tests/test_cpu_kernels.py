@@ -88,6 +88,8 @@ def test_lengths_that_do_not_match_n_and_c_are_refused_before_memory_is_touched(
         COMPILED.softmax_xent(z, y[:2], d, 4, 5, False)
     with pytest.raises(ValueError, match="rows of b"):
         COMPILED.bias_relu(z, np.zeros(3, np.float32), False)
+    with pytest.raises(ValueError, match="rows of out"):
+        COMPILED.sum_rows(z, np.zeros(3, np.float32), False)
     with pytest.raises(ValueError, match="same size"):
         COMPILED.relu_backward(z, z, np.zeros(3, np.float32), False)
     with pytest.raises(TypeError):  # read-only output
@@ -96,7 +98,7 @@ def test_lengths_that_do_not_match_n_and_c_are_refused_before_memory_is_touched(
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("shape", [(1, 1), (5, 3), (33, 70)])
-def test_bias_relu_and_relu_backward_match_the_reference(rng, dtype, shape):
+def test_bias_relu_relu_backward_and_sum_rows_match_the_reference(rng, dtype, shape):
     y, b = rng.standard_normal(shape).astype(dtype), rng.standard_normal(shape[1]).astype(dtype)
     expected = reference.relu(y + b)
     NUMPY.bias_relu(y, b)
@@ -105,6 +107,9 @@ def test_bias_relu_and_relu_backward_match_the_reference(rng, dtype, shape):
     out = np.empty_like(g)
     NUMPY.relu_backward(g, y, out, np.empty(shape, bool))
     np.testing.assert_array_equal(out, reference.relu_backward(g, y))
+    sums = np.empty(shape[1], dtype)
+    NUMPY.sum_rows(g, sums)
+    np.testing.assert_allclose(sums, reference.sum_rows(g), rtol=1e-5 if dtype == "float32" else 1e-13, atol=1e-6)
 
 
 def test_arrays_the_kernels_cannot_take_go_to_numpy_with_the_same_results(rng):
