@@ -11,7 +11,7 @@ Conventions: rows are samples. Kernels write into preallocated outputs
 (``out``) or update in place, so a training step allocates no large arrays.
 
     transfer   asarray(host, dtype) -> device array;  to_numpy(array) -> numpy.ndarray
-    memory     empty(shape, dtype), zeros(shape, dtype), copy_into(dst, src)
+    memory     empty(shape, dtype), zeros(shape, dtype), copy_into(dst, src), gather_rows
     randomness rng(seed) -> a Generator of the array module (``random(out=...)``)
     sync       synchronize(); ``host_reads_are_free`` is True where reading a
                device scalar does not stall a device (the CPU)
@@ -76,6 +76,10 @@ class Backend:
     def copy_into(self, dst: Array, src: Array) -> None:
         """dst[...] = src, both on this backend."""
         self.xp.copyto(dst, src)
+
+    def gather_rows(self, x: Array, index: Array, out: Array) -> Array:
+        """out = x[index] along the first axis; every index must be in range (a batch of a permutation)."""
+        return self.xp.take(x, index, axis=0, out=out)
 
     def rng(self, seed: Any) -> Any:
         """A random Generator of the array module, seeded with ``seed``."""

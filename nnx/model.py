@@ -301,7 +301,7 @@ class Sequential:
         self, xd: Array, yd: Array, plan: _Plan, epoch: int, interrupt: _StopOnInterrupt
     ) -> dict[str, float] | None:
         """One epoch of training steps; None when Ctrl-C asked to stop after a step."""
-        be, xp = self.backend, self.backend.xp
+        be = self.backend
         n, batch_size, steps, optimizer = xd.shape[0], plan.batch_size, plan.steps, plan.optimizer
         shuffle, every = plan.shuffle, plan.check_every
         order = be.asarray(np.random.default_rng([self.seed, epoch]).permutation(n)) if shuffle else None
@@ -319,8 +319,8 @@ class Sequential:
                     xb, yb = xd[lo:hi], yd[lo:hi]
                 else:
                     idx = order[lo:hi]
-                    xb = xp.take(xd, idx, axis=0, out=self._batch_buffer("x", (hi - lo, xd.shape[1]), xd.dtype))
-                    yb = xp.take(yd, idx, out=self._batch_buffer("y", (hi - lo,), yd.dtype))
+                    xb = be.gather_rows(xd, idx, self._batch_buffer("x", (hi - lo, xd.shape[1]), xd.dtype))
+                    yb = be.gather_rows(yd, idx, self._batch_buffer("y", (hi - lo,), yd.dtype))
                 global_step = epoch * steps + step
                 optimizer.lr = optimizer.base_lr * plan.schedule.factor(global_step, plan.epochs * steps, steps)
                 value, logits, dlogits = self._forward_loss(xb, yb, plan.loss)

@@ -172,6 +172,19 @@ def test_bad_input_raises_a_documented_error_naming_the_argument(digits, make, e
         model.evaluate(bad_x, bad_y)
 
 
+def test_finite_inputs_whose_sum_overflows_are_accepted():
+    """The finiteness check sums x first; huge finite values overflow that sum and must still pass."""
+    from nnx.checks import check_features
+
+    x = np.full((4, 3), 3e38, np.float32)
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(x.sum())
+    assert check_features(x, 3) is x
+    x[2, 1] = np.nan
+    with pytest.raises(DataError, match=r"x must be finite; got NaN or Inf \(first in row 2\)"):
+        check_features(x, 3)
+
+
 def test_bad_settings_raise_config_error(digits):
     (x, y), (xt, yt) = digits
     model = mlp()
