@@ -201,11 +201,15 @@ def load_npz(path: str | os.PathLike[str], validation: float = 0.0) -> tuple[Spl
     """
     keys = ("x_train", "y_train", "x_test", "y_test")
     try:
-        with np.load(path, allow_pickle=False) as data:
-            missing = [k for k in keys if k not in data.files]
-            if missing:
-                raise DataFormatError(f"{path}: an .npz data set must hold {keys}; missing {missing}")
-            arrays = [data[k] for k in keys]
+        with open(path, "rb") as file:  # our handle, so that it is closed on errors too
+            data = np.load(file, allow_pickle=False)
+            if not isinstance(data, np.lib.npyio.NpzFile):
+                raise DataFormatError(f"{path}: not a readable .npz data set (a single .npy array)")
+            with data:
+                missing = [k for k in keys if k not in data.files]
+                if missing:
+                    raise DataFormatError(f"{path}: an .npz data set must hold {keys}; missing {missing}")
+                arrays = [data[k] for k in keys]
     except (OSError, ValueError, zlib.error, zipfile.BadZipFile) as exc:
         if isinstance(exc, DataFormatError):
             raise

@@ -143,6 +143,9 @@ def test_an_npz_data_set_loads_without_pickle(tmp_path, rng):
     (tmp_path / "bad.npz").write_bytes(b"PK\x03\x04 not a zip")
     with pytest.raises(DataFormatError, match="not a readable .npz"):
         nnx.datasets.load_npz(tmp_path / "bad.npz")
+    np.save(tmp_path / "one.npy", np.zeros(3))
+    with pytest.raises(DataFormatError, match=r"not a readable .npz data set \(a single .npy array\)"):
+        nnx.datasets.load_npz(tmp_path / "one.npy")
     objects = np.array([{"a": 1}] * 3, dtype=object)  # loading these would need pickle
     np.savez(path, x_train=objects, y_train=np.arange(3), x_test=objects, y_test=np.arange(3))
     with pytest.raises(DataFormatError, match="not a readable .npz"):
