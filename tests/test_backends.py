@@ -102,6 +102,16 @@ def test_sgd_update_and_count_correct_match_the_reference(backend, rng, dtype):
     assert int(backend.count_correct(backend.asarray(p), backend.asarray(labels))) == reference.count_correct(p, labels)
 
 
+def test_gather_rows_takes_the_indexed_rows(backend, rng, dtype):
+    x, index = rng.standard_normal((9, 4)).astype(dtype), rng.permutation(9)[:5]
+    out = backend.empty((5, 4), dtype)
+    backend.gather_rows(backend.asarray(x), backend.asarray(index), out)
+    np.testing.assert_array_equal(backend.to_numpy(out), x[index])
+    labels = backend.empty((5,), np.int64)
+    backend.gather_rows(backend.asarray(np.arange(9) * 10), backend.asarray(index), labels)
+    np.testing.assert_array_equal(backend.to_numpy(labels), index * 10)
+
+
 @pytest.mark.parametrize("a_transposed", [True, False], ids=["xT", "x"])
 def test_sgd_matmul_update_matches_the_reference(backend, rng, dtype, a_transposed):
     """param -= lr·a·b, with a as a transposed view (as Dense passes xᵀ) or a plain array."""
