@@ -81,7 +81,8 @@ class Dense(Layer):
 
     He initialisation (normal, std = sqrt(2 / in_features)) suits ReLU networks; b starts at 0.
     Backward: dW = xᵀ·dy, db = Σ_rows dy, dx = dy·Wᵀ. Given ``lr``, backward also takes the
-    SGD step W ← W − lr·xᵀ·dy as one product (``sgd_matmul_update``) and leaves grads["W"] unset.
+    SGD step, W ← W − lr·xᵀ·dy and b ← b − lr·1ᵀ·dy, each as one product (``sgd_matmul_update``),
+    and leaves ``grads`` unset.
     """
 
     def __init__(self, in_features: int, out_features: int) -> None:
@@ -128,13 +129,16 @@ class Dense(Layer):
         if self.propagate_grad:
             dx = self.buffer("dx", x.shape)
             be.matmul(grad, w.T, dx)  # before W moves
-        be.sum_rows(grad, self.grads["b"])
         if lr is None:
             be.matmul(x.T, grad, self.grads["W"])
-        else:
+            be.sum_rows(grad, self.grads["b"])
+        else:  # both steps as products: Σ_rows dy = 1ᵀ·dy, with 1ᵀ a (1, N) row of ones
             be.sgd_matmul_update(w, x.T, grad, lr, self.grads["W"])
-            be.sgd_update(b, self.grads["b"], lr, self.buffer("b_step", b.shape))
+            be.sgd_matmul_update(b.reshape(1, -1), self._ones(x.shape[0]), grad, lr, self.grads["b"].reshape(1, -1))
         return dx
+
+    def _ones(self, n: int) -> Array:
+        return self._buffers.get("ones", n, lambda: self.backend.xp.ones((1, n), self.dtype))
 
 
 class ReLU(Layer):
