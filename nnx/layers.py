@@ -145,12 +145,14 @@ class ReLU(Layer):
     """y = max(x, 0); dx = dy where x > 0, else 0.
 
     After a Dense layer, Sequential fuses the forward into the Dense's bias add
-    (``fused``), and this layer only masks the gradient.
+    (``fused``), and this layer only masks the gradient. Before a Dense layer, whose dx
+    buffer is the gradient it receives, it masks that buffer in place (``mask_in_place``).
     """
 
     def __init__(self) -> None:
         super().__init__()
         self.fused = False
+        self.mask_in_place = False
 
     def forward(self, x: Array) -> Array:
         if self.fused:  # the Dense before has already applied max(., 0)
@@ -161,7 +163,7 @@ class ReLU(Layer):
         return self.y
 
     def backward(self, grad: Array, lr: float | None = None) -> Array:
-        dx = self.buffer("dx", grad.shape)
+        dx = grad if self.mask_in_place else self.buffer("dx", grad.shape)
         self.backend.relu_backward(grad, self.y, dx, self.buffer("mask", grad.shape, bool))
         return dx
 

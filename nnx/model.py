@@ -97,17 +97,20 @@ class Sequential:
         self._wire()
 
     def _wire(self) -> None:
-        """Fuse Dense + ReLU and skip the input gradient of the lowest layer with parameters."""
+        """Fuse Dense + ReLU, let a ReLU mask the gradient buffer of the Dense after it in place, and
+        skip the input gradient of the lowest layer with parameters."""
         first = next(i for i, layer in enumerate(self.layers) if layer.params)
         self._first_trainable = first
         self._foldable = all(isinstance(layer, Dense) for layer in self.layers if layer.params)
         for i, layer in enumerate(self.layers):
+            nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
             if isinstance(layer, Dense):
                 layer.propagate_grad = i != first
-                nxt = self.layers[i + 1] if i + 1 < len(self.layers) else None
                 layer.fused_relu = isinstance(nxt, ReLU)
                 if isinstance(nxt, ReLU):
                     nxt.fused = True
+            if isinstance(layer, ReLU):
+                layer.mask_in_place = isinstance(nxt, Dense)
 
     def __repr__(self) -> str:
         inner = ", ".join(map(repr, self.layers))
