@@ -8,7 +8,11 @@ import sys
 
 from setuptools import Extension, setup
 
-FLAGS = [] if sys.platform == "win32" else ["-O3", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math"]
+FLAGS = (
+    []
+    if sys.platform == "win32"
+    else ["-O3", "-fopenmp-simd", "-fno-math-errno", "-fno-trapping-math", "-ffp-contract=off"]
+)
 
 setup(
     ext_modules=[

@@ -5,8 +5,14 @@
  *   bias_relu(y, b, f64)                      y = max(y + b, 0) in place; y: (N, M), b: (M,)
  *   relu_backward(g, y, out, f64)             out = g where y > 0, else 0
  *   sum_rows(x, out, f64)                     out = Σ over the rows of x; x: (N, M), out: (M,)
+ *   adam(p, g, m, v, f64, lr, b1, b2, eps, decay, flush)         one Adam step in place
+ *   momentum(p, g, v, f64, lr, mu, nesterov, decay, flush)       one SGD-momentum step in place
  *   gemm(a, b, c, alpha, beta) -> bool        c ← alpha·a·b + beta·c through the BLAS gemm that
  *                                             set_gemm(sgemm, dgemm) gave (see backends/blas.py)
+ *
+ * The optimizer steps do, element by element, the very float operations of the contract's NumPy
+ * versions (backends/contract.py) in the same order, and the build turns off FMA contraction,
+ * so both give bit-identical parameters; here they take one pass instead of eight.
  *
  * Arrays arrive as C-contiguous buffers (the caller checks dtypes and shapes; this module
  * checks every byte length against n and c before touching memory). f64 selects double
@@ -238,6 +244,104 @@ static PyObject *sum_rows(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* ---- optimizer steps -------------------------------------------------------------------- */
+#define FLUSH 0x1p-60 /* (x + FLUSH) - FLUSH is x, except that |x| below ~2^-84 becomes 0 */
+
+#define DEFINE_ADAM(NAME, T, SQRT)                                                                   \
+    VECTOR_CLONES static void NAME(T *p, const T *g, T *m, T *v, Py_ssize_t count, double lr, double b1, \
+                                   double b2, double eps, double decay, int flush) {                 \
+        const T lr_ = (T)lr, b1_ = (T)b1, b2_ = (T)b2, c1 = (T)(1.0 - b1), c2 = (T)(1.0 - b2);     \
+        const T eps_ = (T)eps, decay_ = (T)decay, f = (T)FLUSH;                                     \
+        _Pragma("omp simd")                                                                          \
+        for (Py_ssize_t i = 0; i < count; i++) {                                                     \
+            T mi = m[i] * b1_ + g[i] * c1;                                                           \
+            T vi = v[i] * b2_ + (g[i] * g[i]) * c2;                                                  \
+            if (flush) {                                                                             \
+                mi = (mi + f) - f;                                                                   \
+                vi = (vi + f) - f;                                                                   \
+            }                                                                                        \
+            m[i] = mi;                                                                               \
+            v[i] = vi;                                                                               \
+            p[i] = p[i] * decay_ - (mi / (SQRT(vi) + eps_)) * lr_;                                   \
+        }                                                                                            \
+    }
+
+DEFINE_ADAM(adam_f32, float, sqrtf)
+DEFINE_ADAM(adam_f64, double, sqrt)
+
+#define DEFINE_MOMENTUM(NAME, T)                                                                      \
+    VECTOR_CLONES static void NAME(T *p, const T *g, T *v, Py_ssize_t count, double lr, double mu,      \
+                                   int nesterov, double decay, int flush) {                           \
+        const T lr_ = (T)lr, mu_ = (T)mu, decay_ = (T)decay, f = (T)FLUSH;                            \
+        _Pragma("omp simd")                                                                           \
+        for (Py_ssize_t i = 0; i < count; i++) {                                                      \
+            T vi = v[i] * mu_ + g[i];                                                                 \
+            if (flush) vi = (vi + f) - f;                                                             \
+            v[i] = vi;                                                                                \
+            const T step = nesterov ? vi * mu_ + g[i] : vi;                                           \
+            p[i] = p[i] * decay_ - step * lr_;                                                        \
+        }                                                                                             \
+    }
+
+DEFINE_MOMENTUM(momentum_f32, float)
+DEFINE_MOMENTUM(momentum_f64, double)
+
+static int same_lengths(Py_buffer *const *buffers, int count, Py_ssize_t size) {
+    for (int i = 1; i < count; i++) {
+        if (buffers[i]->len != buffers[0]->len) {
+            PyErr_Format(PyExc_ValueError, "the parameter, its gradient and its state must be the same size; got "
+                         "%zd and %zd bytes", buffers[0]->len, buffers[i]->len);
+            return 0;
+        }
+    }
+    if (buffers[0]->len % size) {
+        PyErr_Format(PyExc_ValueError, "%zd bytes is not a whole number of elements", buffers[0]->len);
+        return 0;
+    }
+    return 1;
+}
+
+static PyObject *adam(PyObject *self, PyObject *args) {
+    Py_buffer p, g, m, v;
+    int f64, flush;
+    double lr, b1, b2, eps, decay;
+    if (!PyArg_ParseTuple(args, "w*y*w*w*pdddddp", &p, &g, &m, &v, &f64, &lr, &b1, &b2, &eps, &decay, &flush))
+        return NULL;
+    PyObject *result = NULL;
+    const Py_ssize_t size = f64 ? sizeof(double) : sizeof(float);
+    Py_buffer *const all[] = {&p, &g, &m, &v};
+    if (same_lengths(all, 4, size)) {
+        const Py_ssize_t count = p.len / size;
+        Py_BEGIN_ALLOW_THREADS
+        if (f64) adam_f64(p.buf, g.buf, m.buf, v.buf, count, lr, b1, b2, eps, decay, flush);
+        else adam_f32(p.buf, g.buf, m.buf, v.buf, count, lr, b1, b2, eps, decay, flush);
+        Py_END_ALLOW_THREADS
+        result = Py_NewRef(Py_None);
+    }
+    for (int i = 0; i < 4; i++) PyBuffer_Release(all[i]);
+    return result;
+}
+
+static PyObject *momentum(PyObject *self, PyObject *args) {
+    Py_buffer p, g, v;
+    int f64, nesterov, flush;
+    double lr, mu, decay;
+    if (!PyArg_ParseTuple(args, "w*y*w*pddpdp", &p, &g, &v, &f64, &lr, &mu, &nesterov, &decay, &flush)) return NULL;
+    PyObject *result = NULL;
+    const Py_ssize_t size = f64 ? sizeof(double) : sizeof(float);
+    Py_buffer *const all[] = {&p, &g, &v};
+    if (same_lengths(all, 3, size)) {
+        const Py_ssize_t count = p.len / size;
+        Py_BEGIN_ALLOW_THREADS
+        if (f64) momentum_f64(p.buf, g.buf, v.buf, count, lr, mu, nesterov, decay, flush);
+        else momentum_f32(p.buf, g.buf, v.buf, count, lr, mu, nesterov, decay, flush);
+        Py_END_ALLOW_THREADS
+        result = Py_NewRef(Py_None);
+    }
+    for (int i = 0; i < 3; i++) PyBuffer_Release(all[i]);
+    return result;
+}
+
 /* ---- gemm: a call into NumPy's own BLAS, with the checks done here rather than in Python ---- */
 enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 };
 typedef void (*sgemm_fn)(int, int, int, int64_t, int64_t, int64_t, float, const float *, int64_t, const float *,
@@ -327,6 +431,9 @@ static PyMethodDef methods[] = {
     {"bias_relu", bias_relu, METH_VARARGS, "bias_relu(y, b, f64): y = max(y + b, 0) in place."},
     {"relu_backward", relu_backward, METH_VARARGS, "relu_backward(grad, y, out, f64): out = grad where y > 0."},
     {"sum_rows", sum_rows, METH_VARARGS, "sum_rows(x, out, f64): out = the sum of the rows of x."},
+    {"adam", adam, METH_VARARGS, "adam(p, g, m, v, f64, lr, beta1, beta2, eps, decay, flush): one Adam step."},
+    {"momentum", momentum, METH_VARARGS,
+     "momentum(p, g, v, f64, lr, mu, nesterov, decay, flush): one SGD-with-momentum step."},
     {"set_gemm", set_gemm, METH_VARARGS, "set_gemm(sgemm, dgemm): addresses of the row-major cblas gemms."},
     {"gemm", gemm, METH_VARARGS, "gemm(a, b, c, alpha, beta) -> whether c was set to alpha·a·b + beta·c."},
     {NULL, NULL, 0, NULL},
