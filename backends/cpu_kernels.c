@@ -39,6 +39,12 @@
 #endif
 #define WIDE_ROW 64
 
+/* The build turns FMA contraction off (see the optimizer steps below); the loss may use it. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC push_options
+#pragma GCC optimize("fp-contract=fast")
+#endif
+
 /* exp(t) for t in [log(FLT_MIN), 0], within 2 ulp (Cephes' expf: Cody-Waite reduction
  * t = k·ln2 + r, |r| <= ln2/2, a degree-6 polynomial, then a scale by 2^k built from bits). */
 static inline float exp_nonpositive(float t) {
@@ -107,6 +113,10 @@ DEFINE_XENT_ROW(xent_row_f64, double, exp)
 DEFINE_XENT(xent_f32, xent_row_f32, float, VECTOR_CLONES)
 DEFINE_XENT(xent_f32_wide, xent_row_f32, float, WIDE_VECTOR_CLONES)
 DEFINE_XENT(xent_f64, xent_row_f64, double, VECTOR_CLONES)
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC pop_options
+#endif
 
 static int check_length(const Py_buffer *buf, Py_ssize_t expected, const char *name) {
     if (buf->len != expected) {
