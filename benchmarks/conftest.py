@@ -1,11 +1,13 @@
 """Fixtures of the benchmark suite: every available backend, with GPU cases marked and skipped
-with the reason where CuPy or a device is missing. Timed functions synchronise the device."""
+with the reason where CuPy or a device is missing, and the CPU backend also without its compiled
+kernels ("numpy-plain"), to compare the two in one run. Timed functions synchronise the device."""
 
 from __future__ import annotations
 
 import pytest
 
 from backends import get_backend, unavailable_reason
+from backends.numpy_backend import NumpyBackend
 
 GPU_MISSING = unavailable_reason("cupy")
 
@@ -13,6 +15,7 @@ GPU_MISSING = unavailable_reason("cupy")
 @pytest.fixture(
     params=[
         pytest.param("numpy", id="numpy"),
+        pytest.param("numpy-plain", id="numpy-plain"),
         pytest.param(
             "cupy",
             id="cupy",
@@ -24,7 +27,7 @@ GPU_MISSING = unavailable_reason("cupy")
     ]
 )
 def backend(request):
-    return get_backend(request.param)
+    return NumpyBackend(kernels=None) if request.param == "numpy-plain" else get_backend(request.param)
 
 
 def synced(backend, fn):

@@ -62,6 +62,27 @@ def test_sgd_update(benchmark, backend, arrays):
     assert np.abs(rows(backend, dev["w"]) - host["w"][:8]).max() < 1e-3  # many tiny steps, still close
 
 
+def test_sgd_matmul_update(benchmark, backend, arrays):
+    """The folded SGD step W ← W − lr·xᵀ·g, against test_matmul_transposed_weight_gradient followed
+    by test_sgd_update."""
+    host, dev = arrays
+    scratch = backend.empty((IN, OUT), np.float32)
+    benchmark(synced(backend, lambda: backend.sgd_matmul_update(dev["w"], dev["x"].T, dev["g"], 1e-9, scratch)))
+    assert np.abs(rows(backend, dev["w"]) - host["w"][:8]).max() < 1e-2
+
+
+def test_adam_update(benchmark, backend, arrays):
+    host, dev = arrays
+    p, g = dev["w"].reshape(-1), dev["g"][:IN].reshape(-1)
+    m, v, scratch = (
+        backend.zeros(p.shape, np.float32),
+        backend.zeros(p.shape, np.float32),
+        backend.empty(p.shape, np.float32),
+    )
+    benchmark(synced(backend, lambda: backend.adam_update(p, g, m, v, 1e-9, 0.9, 0.999, 1e-8, 1.0, False, scratch)))
+    assert np.abs(rows(backend, dev["w"]) - host["w"][:8]).max() < 1e-3
+
+
 @pytest.fixture
 def logits(backend):
     rng = np.random.default_rng(0)
