@@ -148,6 +148,8 @@ class Backend:
         Returns the mean loss, mean_i(logsumexp(z_i) - z_i,y_i), as a 0-d device array, and
         writes dlogits = (softmax(z) - onehot(y)) / N. Stable: the row max is subtracted
         before exp, and log(softmax) is never formed. ``workspace`` comes from loss_workspace.
+        Labels are not checked here (callers check them once): one outside [0, C) raises in
+        this NumPy version and makes its row's loss NaN in the compiled and CUDA kernels.
         """
         xp = self.xp
         n, c = logits.shape
