@@ -32,6 +32,15 @@ def _contiguous(dtype: np.dtype, *arrays: Array) -> bool:
     return dtype in _FLOATS and all(type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous for a in arrays)
 
 
+def kernel_status() -> str:
+    """How the CPU backend runs its hot kernels, for reports (``nnx info``, the benchmarks)."""
+    if COMPILED is None:
+        return "NumPy only (the C extension was not built)"
+    if GEMM_ADDRESSES is None:
+        return "compiled; SGD not folded (NumPy's OpenBLAS gemm not found)"
+    return "compiled; SGD folded into NumPy's OpenBLAS gemm"
+
+
 class NumpyBackend(Backend):
     """The contract on NumPy, plus host transfer of CuPy arrays, the L2-sized pieces in which
     optimizers walk the parameters, the SGD update folded into one BLAS gemm, and the compiled

@@ -134,9 +134,7 @@ def machine() -> dict[str, Any]:
     except ImportError:
         info["blas"] = "unknown (install threadpoolctl)"
     info["env"] = {k: os.environ.get(k, "unset") for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    from backends.blas import GEMM_ADDRESSES
-    from backends.numpy_backend import COMPILED
+    from backends.numpy_backend import kernel_status
 
-    info["nnx CPU kernels"] = "compiled" if COMPILED else "NumPy only (the C extension was not built)"
-    info["SGD folded into gemm"] = "yes" if COMPILED and GEMM_ADDRESSES else "no"
+    info["nnx CPU kernels"] = kernel_status()
     return info

@@ -18,6 +18,7 @@ import numpy as np
 
 import backends
 import nnx
+from backends.numpy_backend import kernel_status
 from nnx.errors import ConfigError, NNXError
 
 # The default recipe of each data set; flags override any of its settings.
@@ -279,6 +280,7 @@ def cmd_info(args: argparse.Namespace) -> int:
         "numpy": np.__version__,
         "backends": backends.available_backends(),
         "default": backends.default_backend_name(),
+        "cpu_kernels": kernel_status(),
     }
     try:
         from threadpoolctl import threadpool_info

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import numpy as np
 import pytest
 
 import nnx
+from backends.numpy_backend import kernel_status
 
 pytest.importorskip("safetensors", reason="model files need safetensors")
 
@@ -93,10 +95,11 @@ def test_predict_reads_a_folder_of_png_images(model_path, tmp_path):
     assert got == expected.tolist()
 
 
-def test_info_lists_versions_backends_and_blas():
+def test_info_lists_versions_backends_blas_and_cpu_kernels():
     result = run("info")
     assert result.returncode == 0, result.stderr
     assert '"nnx": "0.1.0"' in result.stdout and '"backends": [' in result.stdout and '"blas"' in result.stdout
+    assert json.loads(result.stdout)["cpu_kernels"] == kernel_status()
 
 
 @pytest.mark.parametrize(
