@@ -1,7 +1,8 @@
 """The CuPy backend's kernels. Imported only by ``backends.cupy_backend`` once CuPy is known to work.
 
 cuBLAS does the matrix products (the contract's ``xp.matmul`` into ``out``); the
-elementwise kernels fuse what NumPy does in two passes; the softmax-cross-entropy
+elementwise kernels fuse what NumPy does in two passes (and the optimizer steps, in
+eight); the softmax-cross-entropy
 is one RawKernel with a block per row:
 
     pass 1: an online max and sum of exp over the row (one read), reduced across the block
@@ -32,6 +33,37 @@ _SHARED_BYTES = 40 * 1024  # cache rows up to this size in shared memory (the de
 _bias_relu = cupy.ElementwiseKernel("T b", "T y", "y = max(y + b, (T)0)", "nnx_bias_relu")
 _relu_backward = cupy.ElementwiseKernel("T g, T y", "T out", "out = y > (T)0 ? g : (T)0", "nnx_relu_backward")
 _sgd_update = cupy.ElementwiseKernel("T g, float64 lr", "T p", "p = p - (T)lr * g", "nnx_sgd_update")
+# The optimizer steps of backends/contract.py in one kernel each; FLUSH is 2**-60 (see flush_tiny).
+_FLUSH = "const T f = (T)8.673617379884035e-19;"
+_momentum_update = cupy.ElementwiseKernel(
+    "T g, float64 lr, float64 mu, int32 nesterov, float64 decay, int32 flush",
+    "T p, T v",
+    _FLUSH
+    + """
+    T vi = v * (T)mu + g;
+    if (flush) vi = (vi + f) - f;
+    v = vi;
+    p = p * (T)decay - (nesterov ? vi * (T)mu + g : vi) * (T)lr;
+    """,
+    "nnx_momentum_update",
+)
+_adam_update = cupy.ElementwiseKernel(
+    "T g, float64 lr, float64 b1, float64 b2, float64 eps, float64 decay, int32 flush",
+    "T p, T m, T v",
+    _FLUSH
+    + """
+    T mi = m * (T)b1 + g * (T)(1.0 - b1);
+    T vi = v * (T)b2 + (g * g) * (T)(1.0 - b2);
+    if (flush) {
+        mi = (mi + f) - f;
+        vi = (vi + f) - f;
+    }
+    m = mi;
+    v = vi;
+    p = p * (T)decay - (mi / (sqrt(vi) + (T)eps)) * (T)lr;
+    """,
+    "nnx_adam_update",
+)
 
 
 class CupyBackend(Backend):
@@ -66,6 +98,36 @@ class CupyBackend(Backend):
 
     def sgd_update(self, param: Array, grad: Array, lr: float, scratch: Array) -> None:
         _sgd_update(grad, float(lr), param)
+
+    def momentum_update(
+        self,
+        p: Array,
+        g: Array,
+        v: Array,
+        lr: float,
+        momentum: float,
+        nesterov: bool,
+        decay: float,
+        flush: bool,
+        scratch: Array,
+    ) -> None:
+        _momentum_update(g, float(lr), float(momentum), np.int32(nesterov), float(decay), np.int32(flush), p, v)
+
+    def adam_update(
+        self,
+        p: Array,
+        g: Array,
+        m: Array,
+        v: Array,
+        lr: float,
+        beta1: float,
+        beta2: float,
+        eps: float,
+        decay: float,
+        flush: bool,
+        scratch: Array,
+    ) -> None:
+        _adam_update(g, float(lr), float(beta1), float(beta2), float(eps), float(decay), np.int32(flush), p, m, v)
 
     def loss_workspace(self, n: int, c: int, dtype: Any) -> dict[str, Array]:
         return {"row_loss": cupy.empty(n, dtype)}
