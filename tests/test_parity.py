@@ -53,6 +53,28 @@ def test_sgd_update_matches_numpy(gpu, rng, dtype):
     np.testing.assert_allclose(gpu.to_numpy(pd), reference.sgd_update(p, g, 0.01), rtol=RTOL[dtype])
 
 
+@pytest.mark.parametrize("flush", [False, True])
+def test_optimizer_steps_match_numpy(gpu, rng, dtype, flush):
+    """Momentum (plain and Nesterov) and Adam steps, with weight decay, against the contract on NumPy."""
+    from backends.numpy_backend import NumpyBackend
+
+    cpu = NumpyBackend(kernels=None)
+    n = 300
+    g, p, m = (rng.standard_normal(n).astype(dtype) for _ in range(3))
+    v = np.abs(rng.standard_normal(n)).astype(dtype)
+    for nesterov in (False, True):
+        host, dev = [p.copy(), v.copy()], [gpu.asarray(p), gpu.asarray(v)]
+        cpu.momentum_update(*host[:1], g, host[1], 0.1, 0.9, nesterov, 0.999, flush, np.empty(n, dtype))
+        gpu.momentum_update(dev[0], gpu.asarray(g), dev[1], 0.1, 0.9, nesterov, 0.999, flush, gpu.empty((n,), dtype))
+        for h, d in zip(host, dev, strict=True):
+            np.testing.assert_allclose(gpu.to_numpy(d), h, rtol=RTOL[dtype], atol=RTOL[dtype])
+    host, dev = [p.copy(), m.copy(), v.copy()], [gpu.asarray(a) for a in (p, m, v)]
+    cpu.adam_update(*host[:1], g, *host[1:], 1e-3, 0.9, 0.999, 1e-8, 0.999, flush, np.empty(n, dtype))
+    gpu.adam_update(dev[0], gpu.asarray(g), *dev[1:], 1e-3, 0.9, 0.999, 1e-8, 0.999, flush, gpu.empty((n,), dtype))
+    for h, d in zip(host, dev, strict=True):
+        np.testing.assert_allclose(gpu.to_numpy(d), h, rtol=RTOL[dtype], atol=RTOL[dtype])
+
+
 def check_loss(gpu, z, y, z_device=None):
     """The CuPy loss of z (or of z_device, the same values in another layout) against the reference."""
     d = gpu.empty(z.shape, z.dtype)
