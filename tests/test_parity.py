@@ -63,12 +63,12 @@ def test_optimizer_steps_match_numpy(gpu, rng, dtype, flush):
     g, p, m = (rng.standard_normal(n).astype(dtype) for _ in range(3))
     v = np.abs(rng.standard_normal(n)).astype(dtype)
     for nesterov in (False, True):
-        host, dev = [p.copy(), v.copy()], [gpu.asarray(p), gpu.asarray(v)]
+        host, dev = [p.copy(), v.copy()], [gpu.asarray(p.copy()), gpu.asarray(v.copy())]
         cpu.momentum_update(*host[:1], g, host[1], 0.1, 0.9, nesterov, 0.999, flush, np.empty(n, dtype))
         gpu.momentum_update(dev[0], gpu.asarray(g), dev[1], 0.1, 0.9, nesterov, 0.999, flush, gpu.empty((n,), dtype))
         for h, d in zip(host, dev, strict=True):
             np.testing.assert_allclose(gpu.to_numpy(d), h, rtol=RTOL[dtype], atol=RTOL[dtype])
-    host, dev = [p.copy(), m.copy(), v.copy()], [gpu.asarray(a) for a in (p, m, v)]
+    host, dev = [p.copy(), m.copy(), v.copy()], [gpu.asarray(a.copy()) for a in (p, m, v)]
     cpu.adam_update(*host[:1], g, *host[1:], 1e-3, 0.9, 0.999, 1e-8, 0.999, flush, np.empty(n, dtype))
     gpu.adam_update(dev[0], gpu.asarray(g), *dev[1:], 1e-3, 0.9, 0.999, 1e-8, 0.999, flush, gpu.empty((n,), dtype))
     for h, d in zip(host, dev, strict=True):
