@@ -70,44 +70,46 @@ static inline float exp_nonpositive(float t) {
  * backends/contract.py: it keeps the products of the backward pass out of the denormals).
  * A row holding NaN or +Inf, only -Inf, or a label outside [0, c) gives NaN (as the CUDA kernel
  * does for a label); a -Inf entry alone is a probability of 0, as with NumPy. */
-#define DEFINE_XENT_ROW(NAME, T, EXP)                                                        \
-    static inline __attribute__((always_inline)) double NAME(const T *z, int64_t label, T *d, int64_t c, T inv_n, T lowest) {       \
-        T m = z[0];                                                                          \
-        int nonfinite = 0;                                                                   \
-        _Pragma("omp simd reduction(max : m) reduction(| : nonfinite)")                      \
-        for (int64_t j = 0; j < c; j++) {                                                    \
-            m = z[j] > m ? z[j] : m;                                                         \
-            nonfinite |= !(z[j] < (T)INFINITY); /* NaN or +Inf; -Inf is exp(-Inf) = 0 */     \
-        }                                                                                    \
-        if (nonfinite || m == -(T)INFINITY || label < 0 || label >= c) {                     \
-            for (int64_t j = 0; j < c; j++) d[j] = (T)NAN;                                   \
-            return NAN;                                                                      \
-        }                                                                                    \
-        T sum = 0;                                                                           \
-        _Pragma("omp simd reduction(+ : sum)")                                               \
-        for (int64_t j = 0; j < c; j++) {                                                    \
-            T t = z[j] - m;                                                                  \
-            T e = EXP(t < lowest ? lowest : t);                                              \
-            d[j] = e;                                                                        \
-            sum += e;                                                                        \
-        }                                                                                    \
-        const T scale = inv_n / sum;                                                         \
-        _Pragma("omp simd")                                                                  \
-        for (int64_t j = 0; j < c; j++) d[j] *= scale;                                       \
-        d[label] -= inv_n;                                                                   \
-        return log((double)sum) - (double)(z[label] - m);                                    \
+#define DEFINE_XENT_ROW(NAME, T, EXP)                                                                             \
+    static inline __attribute__((always_inline)) double NAME(const T *z, int64_t label, T *d, int64_t c, T inv_n, \
+                                                             T lowest) {                                          \
+        T m = z[0];                                                                                               \
+        int nonfinite = 0;                                                                                        \
+        _Pragma("omp simd reduction(max : m) reduction(| : nonfinite)")                                           \
+        for (int64_t j = 0; j < c; j++) {                                                                         \
+            m = z[j] > m ? z[j] : m;                                                                              \
+            nonfinite |= !(z[j] < (T)INFINITY); /* NaN or +Inf; -Inf is exp(-Inf) = 0 */                          \
+        }                                                                                                         \
+        if (nonfinite || m == -(T)INFINITY || label < 0 || label >= c) {                                          \
+            for (int64_t j = 0; j < c; j++) d[j] = (T)NAN;                                                        \
+            return NAN;                                                                                           \
+        }                                                                                                         \
+        T sum = 0;                                                                                                \
+        _Pragma("omp simd reduction(+ : sum)")                                                                    \
+        for (int64_t j = 0; j < c; j++) {                                                                         \
+            T t = z[j] - m;                                                                                       \
+            T e = EXP(t < lowest ? lowest : t);                                                                   \
+            d[j] = e;                                                                                             \
+            sum += e;                                                                                             \
+        }                                                                                                         \
+        const T scale = inv_n / sum;                                                                              \
+        _Pragma("omp simd")                                                                                       \
+        for (int64_t j = 0; j < c; j++) d[j] *= scale;                                                            \
+        d[label] -= inv_n;                                                                                        \
+        return log((double)sum) - (double)(z[label] - m);                                                         \
     }
 
 DEFINE_XENT_ROW(xent_row_f32, float, exp_nonpositive)
 DEFINE_XENT_ROW(xent_row_f64, double, exp)
 
 /* All rows: the sum of their losses. */
-#define DEFINE_XENT(NAME, ROW, T, CLONES)                                                              \
-    CLONES static double NAME(const T *z, const int64_t *labels, T *d, Py_ssize_t n, Py_ssize_t c, \
-                                     double lowest) {                                                 \
-        double total = 0;                                                                             \
-        for (Py_ssize_t i = 0; i < n; i++) total += ROW(z + i * c, labels[i], d + i * c, c, (T)(1.0 / n), (T)lowest); \
-        return total;                                                                                 \
+#define DEFINE_XENT(NAME, ROW, T, CLONES)                                                                           \
+    CLONES static double NAME(const T *z, const int64_t *labels, T *d, Py_ssize_t n, Py_ssize_t c, double lowest) { \
+        double total = 0;                                                                                           \
+        for (Py_ssize_t i = 0; i < n; i++) {                                                                        \
+            total += ROW(z + i * c, labels[i], d + i * c, c, (T)(1.0 / n), (T)lowest);                              \
+        }                                                                                                           \
+        return total;                                                                                               \
     }
 
 DEFINE_XENT(xent_f32, xent_row_f32, float, VECTOR_CLONES)
@@ -153,16 +155,16 @@ static PyObject *softmax_xent(PyObject *self, PyObject *args) {
     return result;
 }
 
-#define DEFINE_BIAS_RELU(NAME, T)                                          \
+#define DEFINE_BIAS_RELU(NAME, T)                                                        \
     VECTOR_CLONES static void NAME(T *y, const T *b, Py_ssize_t rows, Py_ssize_t cols) { \
-        for (Py_ssize_t i = 0; i < rows; i++) {                            \
-            T *row = y + i * cols;                                         \
-            _Pragma("omp simd")                                            \
-            for (Py_ssize_t j = 0; j < cols; j++) {                        \
-                T v = row[j] + b[j];                                       \
-                row[j] = v > 0 ? v : 0;                                    \
-            }                                                              \
-        }                                                                  \
+        for (Py_ssize_t i = 0; i < rows; i++) {                                          \
+            T *row = y + i * cols;                                                       \
+            _Pragma("omp simd")                                                          \
+            for (Py_ssize_t j = 0; j < cols; j++) {                                      \
+                T v = row[j] + b[j];                                                     \
+                row[j] = v > 0 ? v : 0;                                                  \
+            }                                                                            \
+        }                                                                                \
     }
 
 DEFINE_BIAS_RELU(bias_relu_f32, float)
@@ -190,10 +192,10 @@ static PyObject *bias_relu(PyObject *self, PyObject *args) {
     return result;
 }
 
-#define DEFINE_RELU_BACKWARD(NAME, T)                                       \
+#define DEFINE_RELU_BACKWARD(NAME, T)                                                  \
     VECTOR_CLONES static void NAME(const T *g, const T *y, T *out, Py_ssize_t count) { \
-        _Pragma("omp simd")                                                 \
-        for (Py_ssize_t i = 0; i < count; i++) out[i] = y[i] > 0 ? g[i] : 0; \
+        _Pragma("omp simd")                                                            \
+        for (Py_ssize_t i = 0; i < count; i++) out[i] = y[i] > 0 ? g[i] : 0;           \
     }
 
 DEFINE_RELU_BACKWARD(relu_backward_f32, float)
@@ -221,14 +223,14 @@ static PyObject *relu_backward(PyObject *self, PyObject *args) {
     return result;
 }
 
-#define DEFINE_SUM_ROWS(NAME, T)                                             \
+#define DEFINE_SUM_ROWS(NAME, T)                                                           \
     VECTOR_CLONES static void NAME(const T *x, T *out, Py_ssize_t rows, Py_ssize_t cols) { \
-        for (Py_ssize_t j = 0; j < cols; j++) out[j] = 0;                    \
-        for (Py_ssize_t i = 0; i < rows; i++) {                              \
-            const T *row = x + i * cols;                                     \
-            _Pragma("omp simd")                                              \
-            for (Py_ssize_t j = 0; j < cols; j++) out[j] += row[j];          \
-        }                                                                    \
+        for (Py_ssize_t j = 0; j < cols; j++) out[j] = 0;                                  \
+        for (Py_ssize_t i = 0; i < rows; i++) {                                            \
+            const T *row = x + i * cols;                                                   \
+            _Pragma("omp simd")                                                            \
+            for (Py_ssize_t j = 0; j < cols; j++) out[j] += row[j];                        \
+        }                                                                                  \
     }
 
 DEFINE_SUM_ROWS(sum_rows_f32, float)
@@ -257,40 +259,40 @@ static PyObject *sum_rows(PyObject *self, PyObject *args) {
 /* ---- optimizer steps -------------------------------------------------------------------- */
 #define FLUSH 0x1p-60 /* (x + FLUSH) - FLUSH is x, except that |x| below ~2^-84 becomes 0 */
 
-#define DEFINE_ADAM(NAME, T, SQRT)                                                                   \
+#define DEFINE_ADAM(NAME, T, SQRT)                                                                       \
     VECTOR_CLONES static void NAME(T *p, const T *g, T *m, T *v, Py_ssize_t count, double lr, double b1, \
-                                   double b2, double eps, double decay, int flush) {                 \
-        const T lr_ = (T)lr, b1_ = (T)b1, b2_ = (T)b2, c1 = (T)(1.0 - b1), c2 = (T)(1.0 - b2);     \
-        const T eps_ = (T)eps, decay_ = (T)decay, f = (T)FLUSH;                                     \
-        _Pragma("omp simd")                                                                          \
-        for (Py_ssize_t i = 0; i < count; i++) {                                                     \
-            T mi = m[i] * b1_ + g[i] * c1;                                                           \
-            T vi = v[i] * b2_ + (g[i] * g[i]) * c2;                                                  \
-            if (flush) {                                                                             \
-                mi = (mi + f) - f;                                                                   \
-                vi = (vi + f) - f;                                                                   \
-            }                                                                                        \
-            m[i] = mi;                                                                               \
-            v[i] = vi;                                                                               \
-            p[i] = p[i] * decay_ - (mi / (SQRT(vi) + eps_)) * lr_;                                   \
-        }                                                                                            \
+                                   double b2, double eps, double decay, int flush) {                     \
+        const T lr_ = (T)lr, b1_ = (T)b1, b2_ = (T)b2, c1 = (T)(1.0 - b1), c2 = (T)(1.0 - b2);           \
+        const T eps_ = (T)eps, decay_ = (T)decay, f = (T)FLUSH;                                          \
+        _Pragma("omp simd")                                                                              \
+        for (Py_ssize_t i = 0; i < count; i++) {                                                         \
+            T mi = m[i] * b1_ + g[i] * c1;                                                               \
+            T vi = v[i] * b2_ + (g[i] * g[i]) * c2;                                                      \
+            if (flush) {                                                                                 \
+                mi = (mi + f) - f;                                                                       \
+                vi = (vi + f) - f;                                                                       \
+            }                                                                                            \
+            m[i] = mi;                                                                                   \
+            v[i] = vi;                                                                                   \
+            p[i] = p[i] * decay_ - (mi / (SQRT(vi) + eps_)) * lr_;                                       \
+        }                                                                                                \
     }
 
 DEFINE_ADAM(adam_f32, float, sqrtf)
 DEFINE_ADAM(adam_f64, double, sqrt)
 
-#define DEFINE_MOMENTUM(NAME, T)                                                                      \
-    VECTOR_CLONES static void NAME(T *p, const T *g, T *v, Py_ssize_t count, double lr, double mu,      \
-                                   int nesterov, double decay, int flush) {                           \
-        const T lr_ = (T)lr, mu_ = (T)mu, decay_ = (T)decay, f = (T)FLUSH;                            \
-        _Pragma("omp simd")                                                                           \
-        for (Py_ssize_t i = 0; i < count; i++) {                                                      \
-            T vi = v[i] * mu_ + g[i];                                                                 \
-            if (flush) vi = (vi + f) - f;                                                             \
-            v[i] = vi;                                                                                \
-            const T step = nesterov ? vi * mu_ + g[i] : vi;                                           \
-            p[i] = p[i] * decay_ - step * lr_;                                                        \
-        }                                                                                             \
+#define DEFINE_MOMENTUM(NAME, T)                                                                   \
+    VECTOR_CLONES static void NAME(T *p, const T *g, T *v, Py_ssize_t count, double lr, double mu, \
+                                   int nesterov, double decay, int flush) {                        \
+        const T lr_ = (T)lr, mu_ = (T)mu, decay_ = (T)decay, f = (T)FLUSH;                         \
+        _Pragma("omp simd")                                                                        \
+        for (Py_ssize_t i = 0; i < count; i++) {                                                   \
+            T vi = v[i] * mu_ + g[i];                                                              \
+            if (flush) vi = (vi + f) - f;                                                          \
+            v[i] = vi;                                                                             \
+            const T step = nesterov ? vi * mu_ + g[i] : vi;                                        \
+            p[i] = p[i] * decay_ - step * lr_;                                                     \
+        }                                                                                          \
     }
 
 DEFINE_MOMENTUM(momentum_f32, float)
