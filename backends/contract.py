@@ -25,7 +25,7 @@ Conventions: rows are samples. Kernels write into preallocated outputs
 from __future__ import annotations
 
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -55,6 +55,27 @@ def flush_tiny(state: Array) -> None:
     eps = 1e-8, a moment of 5e-26 changes no update."""
     state += FLUSH
     state -= FLUSH
+
+
+class MomentumStep(NamedTuple):
+    """The scalars of one SGD-with-momentum step (``Backend.momentum_update``)."""
+
+    lr: float
+    momentum: float
+    nesterov: bool
+    decay: float  # decoupled weight decay: p is scaled by this first (1.0 without)
+    flush: bool  # flush tiny state to zero in this step
+
+
+class AdamStep(NamedTuple):
+    """The scalars of one Adam step (``Backend.adam_update``), bias correction folded into lr and eps."""
+
+    lr: float
+    beta1: float
+    beta2: float
+    eps: float
+    decay: float  # decoupled weight decay: p is scaled by this first (1.0 without)
+    flush: bool  # flush tiny state to zero in this step
 
 
 class Backend:
@@ -180,69 +201,45 @@ class Backend:
         self.matmul(a, b, scratch)
         self.sgd_update(param, scratch, lr, scratch)
 
-    def momentum_update(
-        self,
-        p: Array,
-        g: Array,
-        v: Array,
-        lr: float,
-        momentum: float,
-        nesterov: bool,
-        decay: float,
-        flush: bool,
-        scratch: Array,
-    ) -> None:
+    def momentum_update(self, p: Array, g: Array, v: Array, step: MomentumStep, scratch: Array) -> None:
         """SGD with momentum, in place: p ← p·decay, v ← μ·v + g, then p ← p − lr·v, or with
-        Nesterov p ← p − lr·(g + μ·v). ``flush``: first set entries of v below ~5e-26 to 0 (see
-        flush_tiny). All arrays 1-D and alike; ``scratch`` may be overwritten."""
-        if decay != 1.0:
-            p *= decay
-        v *= momentum
+        Nesterov p ← p − lr·(g + μ·v). With ``step.flush``, entries of v below ~5e-26 become 0
+        first (see flush_tiny). All arrays 1-D and alike; ``scratch`` may be overwritten."""
+        if step.decay != 1.0:
+            p *= step.decay
+        v *= step.momentum
         v += g
-        if flush:
+        if step.flush:
             flush_tiny(v)
-        if not nesterov:
-            self.sgd_update(p, v, lr, scratch)
+        if not step.nesterov:
+            self.sgd_update(p, v, step.lr, scratch)
             return
-        self.xp.multiply(v, momentum, out=scratch)  # look ahead: g + μ·v
+        self.xp.multiply(v, step.momentum, out=scratch)  # look ahead: g + μ·v
         scratch += g
-        self.sgd_update(p, scratch, lr, scratch)
+        self.sgd_update(p, scratch, step.lr, scratch)
 
-    def adam_update(
-        self,
-        p: Array,
-        g: Array,
-        m: Array,
-        v: Array,
-        lr: float,
-        beta1: float,
-        beta2: float,
-        eps: float,
-        decay: float,
-        flush: bool,
-        scratch: Array,
-    ) -> None:
+    def adam_update(self, p: Array, g: Array, m: Array, v: Array, step: AdamStep, scratch: Array) -> None:
         """One Adam step, in place, with the bias correction folded into lr and eps by the caller:
         p ← p·decay; m ← β1·m + (1 − β1)·g; v ← β2·v + (1 − β2)·g²; p ← p − lr·m/(√v + eps).
-        ``flush``: set entries of m and v below ~5e-26 to 0 before the step (see flush_tiny).
-        All arrays 1-D and alike; ``scratch`` may be overwritten."""
+        With ``step.flush``, entries of m and v below ~5e-26 become 0 before the step (see
+        flush_tiny). All arrays 1-D and alike; ``scratch`` may be overwritten."""
         xp, tmp = self.xp, scratch
-        if decay != 1.0:
-            p *= decay
-        m *= beta1
-        xp.multiply(g, 1.0 - beta1, out=tmp)
+        if step.decay != 1.0:
+            p *= step.decay
+        m *= step.beta1
+        xp.multiply(g, 1.0 - step.beta1, out=tmp)
         m += tmp
-        v *= beta2
+        v *= step.beta2
         xp.multiply(g, g, out=tmp)
-        tmp *= 1.0 - beta2
+        tmp *= 1.0 - step.beta2
         v += tmp
-        if flush:
+        if step.flush:
             flush_tiny(m)
             flush_tiny(v)
         xp.sqrt(v, out=tmp)
-        tmp += eps
+        tmp += step.eps
         xp.divide(m, tmp, out=tmp)
-        self.sgd_update(p, tmp, lr, tmp)
+        self.sgd_update(p, tmp, step.lr, tmp)
 
     def count_correct(self, logits: Array, labels: Array) -> Array:
         """How many rows of logits (N, C) have their maximum at the label: a 0-d device array."""

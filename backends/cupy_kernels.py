@@ -21,7 +21,7 @@ from typing import Any
 import cupy
 import numpy as np
 
-from backends.contract import Array, Backend
+from backends.contract import AdamStep, Array, Backend, MomentumStep
 from backends.cupy_backend import softmax_xent_source
 
 _KERNELS = {
@@ -99,35 +99,13 @@ class CupyBackend(Backend):
     def sgd_update(self, param: Array, grad: Array, lr: float, scratch: Array) -> None:
         _sgd_update(grad, float(lr), param)
 
-    def momentum_update(
-        self,
-        p: Array,
-        g: Array,
-        v: Array,
-        lr: float,
-        momentum: float,
-        nesterov: bool,
-        decay: float,
-        flush: bool,
-        scratch: Array,
-    ) -> None:
+    def momentum_update(self, p: Array, g: Array, v: Array, step: MomentumStep, scratch: Array) -> None:
+        lr, momentum, nesterov, decay, flush = step
         _momentum_update(g, float(lr), float(momentum), np.int32(nesterov), float(decay), np.int32(flush), p, v)
 
-    def adam_update(
-        self,
-        p: Array,
-        g: Array,
-        m: Array,
-        v: Array,
-        lr: float,
-        beta1: float,
-        beta2: float,
-        eps: float,
-        decay: float,
-        flush: bool,
-        scratch: Array,
-    ) -> None:
-        _adam_update(g, float(lr), float(beta1), float(beta2), float(eps), float(decay), np.int32(flush), p, m, v)
+    def adam_update(self, p: Array, g: Array, m: Array, v: Array, step: AdamStep, scratch: Array) -> None:
+        *scalars, flush = step
+        _adam_update(g, *map(float, scalars), np.int32(flush), p, m, v)
 
     def loss_workspace(self, n: int, c: int, dtype: Any) -> dict[str, Array]:
         return {"row_loss": cupy.empty(n, dtype)}

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from backends.blas import GEMM_ADDRESSES
-from backends.contract import Array, Backend
+from backends.contract import AdamStep, Array, Backend, MomentumStep
 
 try:
     from backends import _cpu_kernels as COMPILED
@@ -103,41 +103,17 @@ class NumpyBackend(Backend):
             return np.float64(self.kernels.softmax_xent(logits, labels, dlogits, n, c, logits.dtype == np.float64))
         return super().softmax_cross_entropy(logits, labels, dlogits, workspace)
 
-    def momentum_update(
-        self,
-        p: Array,
-        g: Array,
-        v: Array,
-        lr: float,
-        momentum: float,
-        nesterov: bool,
-        decay: float,
-        flush: bool,
-        scratch: Array,
-    ) -> None:
+    def momentum_update(self, p: Array, g: Array, v: Array, step: MomentumStep, scratch: Array) -> None:
         if self.kernels and _contiguous(p.dtype, p, g, v):
-            self.kernels.momentum(p, g, v, p.dtype == np.float64, lr, momentum, nesterov, decay, flush)
+            self.kernels.momentum(p, g, v, p.dtype == np.float64, *step)
         else:
-            super().momentum_update(p, g, v, lr, momentum, nesterov, decay, flush, scratch)
+            super().momentum_update(p, g, v, step, scratch)
 
-    def adam_update(
-        self,
-        p: Array,
-        g: Array,
-        m: Array,
-        v: Array,
-        lr: float,
-        beta1: float,
-        beta2: float,
-        eps: float,
-        decay: float,
-        flush: bool,
-        scratch: Array,
-    ) -> None:
+    def adam_update(self, p: Array, g: Array, m: Array, v: Array, step: AdamStep, scratch: Array) -> None:
         if self.kernels and _contiguous(p.dtype, p, g, m, v):
-            self.kernels.adam(p, g, m, v, p.dtype == np.float64, lr, beta1, beta2, eps, decay, flush)
+            self.kernels.adam(p, g, m, v, p.dtype == np.float64, *step)
         else:
-            super().adam_update(p, g, m, v, lr, beta1, beta2, eps, decay, flush, scratch)
+            super().adam_update(p, g, m, v, step, scratch)
 
     def sgd_matmul_update(self, param: Array, a: Array, b: Array, lr: float, scratch: Array) -> None:
         # One gemm, param ← −lr·a·b + 1·param, where NumPy's OpenBLAS is reachable (see backends.blas).

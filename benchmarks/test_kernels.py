@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from backends.contract import AdamStep
 from benchmarks.compare import plain_numpy_loss
 from benchmarks.conftest import synced
 
@@ -79,7 +80,9 @@ def test_adam_update(benchmark, backend, arrays):
         backend.zeros(p.shape, np.float32),
         backend.empty(p.shape, np.float32),
     )
-    benchmark(synced(backend, lambda: backend.adam_update(p, g, m, v, 1e-9, 0.9, 0.999, 1e-8, 1.0, False, scratch)))
+    benchmark(
+        synced(backend, lambda: backend.adam_update(p, g, m, v, AdamStep(1e-9, 0.9, 0.999, 1e-8, 1.0, False), scratch))
+    )
     assert np.abs(rows(backend, dev["w"]) - host["w"][:8]).max() < 1e-3
 
 

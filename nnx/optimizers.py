@@ -17,7 +17,7 @@ import math
 from typing import Any
 
 from backends import Backend
-from backends.contract import Array
+from backends.contract import AdamStep, Array, MomentumStep
 from nnx.checks import check_fraction, check_positive
 
 Parameter = tuple[str, Array, Array]  # (name, value, gradient)
@@ -142,9 +142,8 @@ class SGD(Optimizer):
                 p *= decay
             backend.sgd_update(p, g, self.lr, scratch)
             return
-        backend.momentum_update(
-            p, g, slots["velocity"], self.lr, self.momentum, self.nesterov, decay, self.flush_now, scratch
-        )
+        step = MomentumStep(self.lr, self.momentum, self.nesterov, decay, self.flush_now)
+        backend.momentum_update(p, g, slots["velocity"], step, scratch)
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "momentum": self.momentum, "nesterov": self.nesterov}
@@ -175,9 +174,8 @@ class Adam(Optimizer):
         # Bias correction folded into the step size: m̂/(√v̂ + ε) = (√c2/c1)·m/(√v + ε√c2).
         c1, c2 = 1.0 - self.beta1**self.t, 1.0 - self.beta2**self.t
         lr, eps = self.lr * math.sqrt(c2) / c1, self.eps * math.sqrt(c2)
-        backend.adam_update(
-            p, g, slots["m"], slots["v"], lr, self.beta1, self.beta2, eps, decay, self.flush_now, scratch
-        )
+        step = AdamStep(lr, self.beta1, self.beta2, eps, decay, self.flush_now)
+        backend.adam_update(p, g, slots["m"], slots["v"], step, scratch)
 
     def config(self) -> dict[str, Any]:
         return {**super().config(), "beta1": self.beta1, "beta2": self.beta2, "eps": self.eps}

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from backends import reference
+from backends.contract import AdamStep, MomentumStep
 from backends.numpy_backend import COMPILED, NUMPY, NumpyBackend
 
 if os.environ.get("NNX_REQUIRE_COMPILED") == "1" and COMPILED is None:
@@ -138,13 +139,15 @@ def test_compiled_optimizer_steps_are_bit_identical_to_the_numpy_ones(rng, dtype
     state[3] = np.abs(state[3])  # v >= 0
     for nesterov in (False, True):
         (p1, v1), (p2, v2) = state[:2].copy(), state[:2].copy()
-        NUMPY.momentum_update(p1, g, v1, 0.1, 0.9, nesterov, decay, flush, np.empty(n, dtype))
-        PLAIN.momentum_update(p2, g, v2, 0.1, 0.9, nesterov, decay, flush, np.empty(n, dtype))
+        step = MomentumStep(0.1, 0.9, nesterov, decay, flush)
+        NUMPY.momentum_update(p1, g, v1, step, np.empty(n, dtype))
+        PLAIN.momentum_update(p2, g, v2, step, np.empty(n, dtype))
         np.testing.assert_array_equal(p1, p2)
         np.testing.assert_array_equal(v1, v2)
     (p1, m1, v1), (p2, m2, v2) = state[[0, 2, 3]].copy(), state[[0, 2, 3]].copy()
-    NUMPY.adam_update(p1, g, m1, v1, 1e-3, 0.9, 0.999, 1e-8, decay, flush, np.empty(n, dtype))
-    PLAIN.adam_update(p2, g, m2, v2, 1e-3, 0.9, 0.999, 1e-8, decay, flush, np.empty(n, dtype))
+    step = AdamStep(1e-3, 0.9, 0.999, 1e-8, decay, flush)
+    NUMPY.adam_update(p1, g, m1, v1, step, np.empty(n, dtype))
+    PLAIN.adam_update(p2, g, m2, v2, step, np.empty(n, dtype))
     for a, b in ((p1, p2), (m1, m2), (v1, v2)):
         np.testing.assert_array_equal(a, b)
     assert not m1[:10].any() if flush else m1[:10].all()

@@ -12,6 +12,7 @@ import pytest
 
 import nnx
 from backends import get_backend, reference
+from backends.contract import AdamStep, MomentumStep
 from tests.conftest import CUPY_MISSING
 
 pytestmark = [
@@ -64,13 +65,16 @@ def test_optimizer_steps_match_numpy(gpu, rng, dtype, flush):
     v = np.abs(rng.standard_normal(n)).astype(dtype)
     for nesterov in (False, True):
         host, dev = [p.copy(), v.copy()], [gpu.asarray(p.copy()), gpu.asarray(v.copy())]
-        cpu.momentum_update(*host[:1], g, host[1], 0.1, 0.9, nesterov, 0.999, flush, np.empty(n, dtype))
-        gpu.momentum_update(dev[0], gpu.asarray(g), dev[1], 0.1, 0.9, nesterov, 0.999, flush, gpu.empty((n,), dtype))
+        cpu.momentum_update(host[0], g, host[1], MomentumStep(0.1, 0.9, nesterov, 0.999, flush), np.empty(n, dtype))
+        gpu.momentum_update(
+            dev[0], gpu.asarray(g), dev[1], MomentumStep(0.1, 0.9, nesterov, 0.999, flush), gpu.empty((n,), dtype)
+        )
         for h, d in zip(host, dev, strict=True):
             np.testing.assert_allclose(gpu.to_numpy(d), h, rtol=RTOL[dtype], atol=RTOL[dtype])
     host, dev = [p.copy(), m.copy(), v.copy()], [gpu.asarray(a.copy()) for a in (p, m, v)]
-    cpu.adam_update(*host[:1], g, *host[1:], 1e-3, 0.9, 0.999, 1e-8, 0.999, flush, np.empty(n, dtype))
-    gpu.adam_update(dev[0], gpu.asarray(g), *dev[1:], 1e-3, 0.9, 0.999, 1e-8, 0.999, flush, gpu.empty((n,), dtype))
+    step = AdamStep(1e-3, 0.9, 0.999, 1e-8, 0.999, flush)
+    cpu.adam_update(host[0], g, *host[1:], step, np.empty(n, dtype))
+    gpu.adam_update(dev[0], gpu.asarray(g), *dev[1:], step, gpu.empty((n,), dtype))
     for h, d in zip(host, dev, strict=True):
         np.testing.assert_allclose(gpu.to_numpy(d), h, rtol=RTOL[dtype], atol=RTOL[dtype])
 
