@@ -386,10 +386,13 @@ static int operand(const Py_buffer *v, int64_t *ld) {
     return 0;
 }
 
+/* One past the last byte of a non-empty 2-D view with non-negative strides (what operand() accepts). */
+static const char *end_of(const Py_buffer *v) {
+    return (const char *)v->buf + (v->shape[0] - 1) * v->strides[0] + (v->shape[1] - 1) * v->strides[1] + v->itemsize;
+}
+
 static int overlaps(const Py_buffer *x, const Py_buffer *y) {
-    const char *x_end = (const char *)x->buf + (x->shape[0] - 1) * x->strides[0] + x->shape[1] * x->strides[1];
-    const char *y_end = (const char *)y->buf + (y->shape[0] - 1) * y->strides[0] + y->shape[1] * y->strides[1];
-    return (const char *)x->buf < y_end && (const char *)y->buf < x_end;
+    return (const char *)x->buf < end_of(y) && (const char *)y->buf < end_of(x);
 }
 
 static PyObject *gemm(PyObject *self, PyObject *args) {
