@@ -1,8 +1,9 @@
 """The CPU backend: NumPy arrays, OpenBLAS (or whatever BLAS NumPy links) for the products.
 
 Some kernels also come compiled (``backends/cpu_kernels.c``, built at install time): the fused
-loss, bias + ReLU, the ReLU backward and the row sum, each one pass over memory where NumPy
-needs several, and the SGD update folded into a BLAS gemm (``backends/blas.py``). Where the
+loss, bias + ReLU, the ReLU backward, the row sum and the SGD-momentum and Adam steps, each one
+pass over memory where NumPy needs several, and the SGD update folded into a BLAS gemm
+(``backends/blas.py``). Where the
 extension was not built, or an array is not laid out for it (not C-contiguous, an unexpected
 dtype), the contract's NumPy kernels run instead and give the same results.
 """
