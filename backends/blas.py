@@ -3,42 +3,77 @@
 ``np.matmul`` computes C = A·B. The SGD update of a Dense weight, W ← W − lr·Xᵀ·dY, is a
 single BLAS gemm, C ← α·A·B + β·C with α = −lr and β = 1: it writes W once instead of
 writing dW, reading it back and rewriting W, and it skips the pass that zeroes C when β = 0.
-Measured on a 2-core Skylake-X (OpenBLAS 0.3.31): 1.60 ms against 2.29 ms for the matmul and
-the update at 1024×1024, batch 256; 79 µs against 111 µs at 256×256, batch 128.
 
-NumPy's wheels (2.x) ship OpenBLAS as ``scipy-openblas`` with 64-bit integers and prefixed
-symbols (``scipy_cblas_sgemm64_``). Calling that very library, already loaded by NumPy, shares
-NumPy's thread pool; loading a second BLAS (SciPy's) made two pools fight for the cores and
-slowed training threefold. The compiled kernels (``backends/cpu_kernels.c``) make the call, so
-that the layout checks cost C time, not Python time; where the library is not found (another
-NumPy build), ``GEMM_ADDRESSES`` is None and the update takes the contract's two steps.
+The library is found, not guessed: threadpoolctl lists the BLAS libraries that this process
+has loaded (NumPy's first, since nnx imports NumPy before anything else that brings one), and
+the gemm is looked up there by its CBLAS name. NumPy's wheels ship OpenBLAS as
+``scipy-openblas`` with 64-bit integers and prefixed symbols (``scipy_cblas_sgemm64_``); a
+system OpenBLAS, BLIS or MKL exports ``cblas_sgemm`` (32-bit integers) or ``cblas_sgemm64_``.
+Calling the library NumPy already loaded shares its thread pool; loading a second BLAS made two
+pools fight for the cores and slowed training threefold. Where no gemm is found, ``find_gemm``
+returns None and the NumPy backend takes the contract's two steps (product, then update).
 """
 
 from __future__ import annotations
 
 import ctypes
-import glob
 import os
+from typing import NamedTuple
 
 import numpy as np
 
-_SYMBOLS = ("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_")  # cblas_?gemm with int64 sizes
+# (single, double, whether the integers are 64-bit), in order of preference
+_SYMBOLS = (
+    ("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_", True),
+    ("cblas_sgemm64_", "cblas_dgemm64_", True),
+    ("cblas_sgemm", "cblas_dgemm", False),
+)
 
 
-def _gemm_addresses() -> tuple[int, int] | None:
-    """(sgemm, dgemm) addresses in NumPy's OpenBLAS (Linux wheels: numpy.libs/, macOS: numpy/.dylibs/)."""
-    numpy_dir = os.path.dirname(np.__file__)
-    for pattern in ("../numpy.libs/libscipy_openblas64_*.so", ".dylibs/libscipy_openblas64_*.dylib"):
-        for path in sorted(glob.glob(os.path.join(numpy_dir, pattern))):
-            try:
-                lib = ctypes.CDLL(path)
-                functions = [getattr(lib, symbol) for symbol in _SYMBOLS]
-            except (OSError, AttributeError):
-                continue
-            s, d = (ctypes.cast(fn, ctypes.c_void_p).value for fn in functions)
-            return s, d
+class Gemm(NamedTuple):
+    """The row-major cblas_sgemm and cblas_dgemm of one library: addresses and integer width."""
+
+    sgemm: int
+    dgemm: int
+    ilp64: bool  # int64 sizes (ILP64) rather than int
+    library: str  # its file, for reports
+
+    def address(self, dtype: np.dtype) -> int:
+        """The gemm for float32 or float64 arrays."""
+        return self.sgemm if dtype == np.float32 else self.dgemm
+
+
+def loaded_blas_libraries() -> list[str]:
+    """Files of the BLAS libraries loaded in this process, NumPy's own first."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:  # a dependency of nnx; absent only in a hand-made environment
+        return []
+    paths = [info["filepath"] for info in threadpool_info() if info.get("user_api") == "blas"]
+    numpy_root = os.path.dirname(os.path.dirname(np.__file__))
+    return sorted(paths, key=lambda path: not os.path.realpath(path).startswith(os.path.realpath(numpy_root)))
+
+
+def gemm_in(path: str) -> Gemm | None:
+    """The row-major CBLAS gemms exported by the library at ``path``, or None."""
+    try:
+        lib = ctypes.CDLL(path)
+    except OSError:
+        return None
+    for single, double, ilp64 in _SYMBOLS:
+        try:
+            functions = getattr(lib, single), getattr(lib, double)
+        except AttributeError:
+            continue
+        s, d = (ctypes.cast(fn, ctypes.c_void_p).value for fn in functions)
+        return Gemm(s, d, ilp64, path)
     return None
 
 
-GEMM_ADDRESSES = _gemm_addresses()
-"""Addresses of NumPy's row-major cblas_sgemm and cblas_dgemm (64-bit integers), or None."""
+def find_gemm() -> Gemm | None:
+    """The gemm of the BLAS that NumPy loaded, or None where none is found."""
+    for path in loaded_blas_libraries():
+        gemm = gemm_in(path)
+        if gemm is not None:
+            return gemm
+    return None

@@ -7,8 +7,8 @@
  *   sum_rows(x, out, f64)                     out = Σ over the rows of x; x: (N, M), out: (M,)
  *   adam(p, g, m, v, f64, lr, b1, b2, eps, decay, flush)         one Adam step in place
  *   momentum(p, g, v, f64, lr, mu, nesterov, decay, flush)       one SGD-momentum step in place
- *   gemm(a, b, c, alpha, beta) -> bool        c ← alpha·a·b + beta·c through the BLAS gemm that
- *                                             set_gemm(sgemm, dgemm) gave (see backends/blas.py)
+ *   gemm(a, b, c, alpha, beta, fn, ilp64) -> bool   c ← alpha·a·b + beta·c through the row-major
+ *                                             cblas_?gemm at address fn (see backends/blas.py)
  *
  * The optimizer steps do, element by element, the very float operations of the contract's NumPy
  * versions (backends/contract.py) in the same order, and the build turns off FMA contraction,
@@ -356,20 +356,13 @@ static PyObject *momentum(PyObject *self, PyObject *args) {
 
 /* ---- gemm: a call into NumPy's own BLAS, with the checks done here rather than in Python ---- */
 enum { ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112 };
-typedef void (*sgemm_fn)(int, int, int, int64_t, int64_t, int64_t, float, const float *, int64_t, const float *,
-                         int64_t, float, float *, int64_t);
-typedef void (*dgemm_fn)(int, int, int, int64_t, int64_t, int64_t, double, const double *, int64_t,
-                         const double *, int64_t, double, double *, int64_t);
-static sgemm_fn sgemm;
-static dgemm_fn dgemm;
-
-static PyObject *set_gemm(PyObject *self, PyObject *args) {
-    unsigned long long s, d;
-    if (!PyArg_ParseTuple(args, "KK", &s, &d)) return NULL;
-    sgemm = (sgemm_fn)(uintptr_t)s;
-    dgemm = (dgemm_fn)(uintptr_t)d;
-    Py_RETURN_NONE;
-}
+/* cblas_?gemm with 64-bit (ILP64) or 32-bit (LP64) integers; which one, and where, is the caller's
+ * (a NumPy backend instance's) setting: no process-global state here. */
+#define GEMM_TYPES(T, I) int, int, int, I, I, I, T, const T *, I, const T *, I, T, T *, I
+typedef void (*sgemm64_fn)(GEMM_TYPES(float, int64_t));
+typedef void (*dgemm64_fn)(GEMM_TYPES(double, int64_t));
+typedef void (*sgemm32_fn)(GEMM_TYPES(float, int));
+typedef void (*dgemm32_fn)(GEMM_TYPES(double, int));
 
 /* The transpose flag and leading dimension of a 2-D view as a row-major BLAS operand; 0 when
  * neither its rows nor its columns are contiguous. */
@@ -398,7 +391,9 @@ static int overlaps(const Py_buffer *x, const Py_buffer *y) {
 static PyObject *gemm(PyObject *self, PyObject *args) {
     PyObject *a_obj, *b_obj, *c_obj;
     double alpha, beta;
-    if (!PyArg_ParseTuple(args, "OOOdd", &a_obj, &b_obj, &c_obj, &alpha, &beta)) return NULL;
+    unsigned long long fn;
+    int ilp64;
+    if (!PyArg_ParseTuple(args, "OOOddKp", &a_obj, &b_obj, &c_obj, &alpha, &beta, &fn, &ilp64)) return NULL;
     Py_buffer a, b, c;
     const int flags = PyBUF_STRIDES | PyBUF_FORMAT;
     if (PyObject_GetBuffer(c_obj, &c, flags | PyBUF_WRITABLE) < 0) return NULL;
@@ -422,15 +417,26 @@ static PyObject *gemm(PyObject *self, PyObject *args) {
     const int op_a = operand(&a, &lda), op_b = operand(&b, &ldb);
     const int same_type = strcmp(a.format, c.format) == 0 && strcmp(b.format, c.format) == 0;
     const int64_t m = c.shape[0], n = c.shape[1], k = a.shape[1];
-    if (!same_type || !(fmt == 'f' ? sgemm != NULL : fmt == 'd' ? dgemm != NULL : 0) || !op_a || !op_b ||
+    const int64_t limit = ilp64 ? INT64_MAX : INT32_MAX;
+    if (!same_type || fn == 0 || (fmt != 'f' && fmt != 'd') || !op_a || !op_b || m > limit || n > limit ||
+        k > limit || lda > limit || ldb > limit ||
         c.strides[1] != c.itemsize || c.strides[0] != n * c.itemsize || m == 0 || n == 0 || k == 0 ||
         overlaps(&a, &c) || overlaps(&b, &c)) {
         result = Py_NewRef(Py_False); /* not for BLAS: the caller computes it another way */
         goto done;
     }
     Py_BEGIN_ALLOW_THREADS
-    if (fmt == 'f') sgemm(ROW_MAJOR, op_a, op_b, m, n, k, (float)alpha, a.buf, lda, b.buf, ldb, (float)beta, c.buf, n);
-    else dgemm(ROW_MAJOR, op_a, op_b, m, n, k, alpha, a.buf, lda, b.buf, ldb, beta, c.buf, n);
+    const void *f = (const void *)(uintptr_t)fn;
+    if (fmt == 'f' && ilp64)
+        ((sgemm64_fn)f)(ROW_MAJOR, op_a, op_b, m, n, k, (float)alpha, a.buf, lda, b.buf, ldb, (float)beta, c.buf, n);
+    else if (fmt == 'f')
+        ((sgemm32_fn)f)(ROW_MAJOR, op_a, op_b, (int)m, (int)n, (int)k, (float)alpha, a.buf, (int)lda, b.buf, (int)ldb,
+                        (float)beta, c.buf, (int)n);
+    else if (ilp64)
+        ((dgemm64_fn)f)(ROW_MAJOR, op_a, op_b, m, n, k, alpha, a.buf, lda, b.buf, ldb, beta, c.buf, n);
+    else
+        ((dgemm32_fn)f)(ROW_MAJOR, op_a, op_b, (int)m, (int)n, (int)k, alpha, a.buf, (int)lda, b.buf, (int)ldb, beta,
+                        c.buf, (int)n);
     Py_END_ALLOW_THREADS
     result = Py_NewRef(Py_True);
 done:
@@ -449,8 +455,8 @@ static PyMethodDef methods[] = {
     {"adam", adam, METH_VARARGS, "adam(p, g, m, v, f64, lr, beta1, beta2, eps, decay, flush): one Adam step."},
     {"momentum", momentum, METH_VARARGS,
      "momentum(p, g, v, f64, lr, mu, nesterov, decay, flush): one SGD-with-momentum step."},
-    {"set_gemm", set_gemm, METH_VARARGS, "set_gemm(sgemm, dgemm): addresses of the row-major cblas gemms."},
-    {"gemm", gemm, METH_VARARGS, "gemm(a, b, c, alpha, beta) -> whether c was set to alpha·a·b + beta·c."},
+    {"gemm", gemm, METH_VARARGS,
+     "gemm(a, b, c, alpha, beta, fn, ilp64) -> whether c was set to alpha·a·b + beta·c by the cblas_?gemm at fn."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -2,10 +2,13 @@
 
 Some kernels also come compiled (``backends/cpu_kernels.c``, built at install time): the fused
 loss, bias + ReLU, the ReLU backward, the row sum and the SGD-momentum and Adam steps, each one
-pass over memory where NumPy needs several, and the SGD update folded into a BLAS gemm
-(``backends/blas.py``). Where the
-extension was not built, or an array is not laid out for it (not C-contiguous, an unexpected
-dtype), the contract's NumPy kernels run instead and give the same results.
+pass over memory where NumPy needs several, and the SGD update as one call of the gemm of the BLAS
+that NumPy loaded (``backends/blas.py``). Where the extension was not built, the gemm was not
+found, or an array is not laid out for them (not C-contiguous, an unexpected dtype), the
+contract's NumPy kernels run instead and give the same results.
+
+Three configurations, each a ``NumpyBackend`` instance (tests run all three):
+NumPy only (``kernels=None``), compiled without the gemm (``gemm=None``), and compiled with it.
 """
 
 from __future__ import annotations
@@ -15,15 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from backends.blas import GEMM_ADDRESSES
+from backends.blas import Gemm, find_gemm
 from backends.contract import AdamStep, Array, Backend, MomentumStep
 
 try:
     from backends import _cpu_kernels as COMPILED
 except ImportError:  # built without a C compiler: NumPy alone
     COMPILED = None
-if COMPILED is not None and GEMM_ADDRESSES is not None:
-    COMPILED.set_gemm(*GEMM_ADDRESSES)
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -33,30 +34,33 @@ def _contiguous(dtype: np.dtype, *arrays: Array) -> bool:
     return dtype in _FLOATS and all(type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous for a in arrays)
 
 
-def kernel_status() -> str:
-    """How the CPU backend runs its hot kernels, for reports (``nnx info``, the benchmarks)."""
-    if COMPILED is None:
-        return "NumPy only (the C extension was not built)"
-    if GEMM_ADDRESSES is None:
-        return "compiled; SGD not folded (NumPy's OpenBLAS gemm not found)"
-    return "compiled; SGD folded into NumPy's OpenBLAS gemm"
-
-
 class NumpyBackend(Backend):
     """The contract on NumPy, plus host transfer of CuPy arrays, the L2-sized pieces in which
-    optimizers walk the parameters, the SGD update folded into one BLAS gemm, and the compiled
-    kernels. ``kernels``: the compiled module, or None for NumPy's own kernels only."""
+    optimizers walk the parameters, the compiled kernels and the SGD update as one BLAS gemm.
+
+    kernels: the compiled module, or None for NumPy's own kernels only.
+    gemm: the BLAS gemm for ``sgd_matmul_update`` (called through the compiled module), or None.
+    """
 
     name = "numpy"
     xp = np
     host_reads_are_free = True
     update_chunk = 1 << 17  # elements (512 KiB of float32): optimizer passes stay in the L2 cache
 
-    def __init__(self, kernels: ModuleType | None = COMPILED) -> None:
+    def __init__(self, kernels: ModuleType | None = COMPILED, gemm: Gemm | None = None) -> None:
         self.kernels = kernels
+        self.gemm = gemm if kernels is not None else None
 
     def __repr__(self) -> str:
-        return f"<Backend numpy, {'compiled' if self.kernels else 'NumPy'} kernels>"
+        return f"<Backend numpy: {self.kernel_status()}>"
+
+    def kernel_status(self) -> str:
+        """How this backend runs its hot kernels, for reports (``nnx info``, the benchmarks)."""
+        if self.kernels is None:
+            return "NumPy only" + (" (the C extension was not built)" if COMPILED is None else "")
+        if self.gemm is None:
+            return "compiled; SGD update in two steps (no BLAS gemm found)"
+        return f"compiled; SGD update as one gemm of {self.gemm.library.rsplit('/', 1)[-1]}"
 
     def asarray(self, host: Any, dtype: Any = None) -> Array:
         if hasattr(host, "__cuda_array_interface__"):  # a CuPy array: copy it to the host
@@ -117,9 +121,11 @@ class NumpyBackend(Backend):
             super().adam_update(p, g, m, v, step, scratch)
 
     def sgd_matmul_update(self, param: Array, a: Array, b: Array, lr: float, scratch: Array) -> None:
-        # One gemm, param ← −lr·a·b + 1·param, where NumPy's OpenBLAS is reachable (see backends.blas).
-        if not (self.kernels and GEMM_ADDRESSES and self.kernels.gemm(a, b, param, -lr, 1.0)):
+        # One gemm, param ← −lr·a·b + 1·param, where NumPy's BLAS was found (see backends.blas).
+        gemm = self.gemm
+        if not (gemm and self.kernels.gemm(a, b, param, -lr, 1.0, gemm.address(param.dtype), gemm.ilp64)):
             super().sgd_matmul_update(param, a, b, lr, scratch)
 
 
-NUMPY = NumpyBackend()
+NUMPY = NumpyBackend(COMPILED, find_gemm() if COMPILED is not None else None)
+"""The default CPU backend: every fast path that this installation has."""

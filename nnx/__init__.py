@@ -8,11 +8,12 @@ history = model.fit(x, y, loss=nnx.SparseCategoricalCrossentropy(), optimizer=nn
 from nnx import datasets, errors
 from nnx.callbacks import Callback
 from nnx.layers import Dense, Dropout, Layer, ReLU, Softmax
-from nnx.losses import SparseCategoricalCrossentropy
-from nnx.model import History, Sequential
-from nnx.model_file import load
-from nnx.optimizers import SGD, Adam, AdamW, Optimizer
+from nnx.losses import Loss, SparseCategoricalCrossentropy
+from nnx.model import Sequential
+from nnx.model_file import load, save
+from nnx.optimizers import SGD, Adam, AdamW, ClipGradNorm, Optimizer
 from nnx.schedules import Cosine, Schedule, StepDecay
+from nnx.training import History, train_step
 
 __version__ = "0.1.0"
 
@@ -21,11 +22,13 @@ __all__ = [
     "Adam",
     "AdamW",
     "Callback",
+    "ClipGradNorm",
     "Cosine",
     "Dense",
     "Dropout",
     "History",
     "Layer",
+    "Loss",
     "Optimizer",
     "ReLU",
     "Schedule",
@@ -36,4 +39,6 @@ __all__ = [
     "datasets",
     "errors",
     "load",
+    "save",
+    "train_step",
 ]

@@ -18,7 +18,6 @@ import numpy as np
 
 import backends
 import nnx
-from backends.numpy_backend import kernel_status
 from nnx.errors import ConfigError, NNXError
 
 # The default recipe of each data set; flags override any of its settings.
@@ -199,7 +198,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.out:
         import dataclasses
 
-        model.save(
+        nnx.save(
+            model,
             args.out,
             training={"settings": settings, "history": dataclasses.asdict(history), "test": test, "seconds": seconds},
         )
@@ -264,7 +264,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     ]
     text = header + "\n" + "\n".join(lines) + "\n"
     if args.out:
-        from nnx.model_file import atomic_write
+        from nnx.files import atomic_write
 
         atomic_write(args.out, text.encode())
         print(f"wrote {len(lines)} predictions to {args.out}")
@@ -280,18 +280,15 @@ def cmd_info(args: argparse.Namespace) -> int:
         "numpy": np.__version__,
         "backends": backends.available_backends(),
         "default": backends.default_backend_name(),
-        "cpu_kernels": kernel_status(),
+        "cpu_kernels": backends.get_backend("numpy").kernel_status(),
     }
-    try:
-        from threadpoolctl import threadpool_info
+    from threadpoolctl import threadpool_info
 
-        info["blas"] = [
-            {k: p.get(k) for k in ("internal_api", "version", "architecture", "num_threads")}
-            for p in threadpool_info()
-            if p.get("user_api") == "blas"
-        ]
-    except ImportError:
-        info["blas"] = "install threadpoolctl to see it"
+    info["blas"] = [
+        {k: p.get(k) for k in ("internal_api", "version", "architecture", "num_threads", "filepath")}
+        for p in threadpool_info()
+        if p.get("user_api") == "blas"
+    ]
     try:
         import cupy
 

@@ -19,6 +19,7 @@ import numpy as np
 
 from nnx.checks import check_fraction
 from nnx.errors import DataFormatError, DatasetNotFound, DTypeError
+from nnx.files import atomic_write
 
 Split = tuple[np.ndarray, np.ndarray]
 
@@ -70,7 +71,6 @@ def load_idx(path: str | os.PathLike[str]) -> np.ndarray:
 
 def save_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:
     """Write ``array`` as an IDX file (gzip-compressed when the name ends in .gz), atomically."""
-    from nnx.model_file import atomic_write
 
     array = np.asarray(array)
     code = next((c for c, dt in IDX_DTYPES.items() if np.dtype(dt).newbyteorder("=") == array.dtype), None)

@@ -4,14 +4,18 @@ The layer contract (after jax's stax, kept small):
 
     build(backend, dtype, rng)  allocate parameters; rng is a numpy.random.Generator,
                                 so one seed gives the same weights on every backend
-    forward(x) -> y             x: (N, in) backend array; y: (N, out), a buffer the layer owns
-    backward(grad, lr) -> dx    grad: dL/dy (N, out); returns dL/dx (N, in), fills ``grads``;
-                                with lr (plain SGD), applies p ← p − lr·dp to its own parameters
+    forward(x) -> y             x: (N, in) backend array; y: (N, out), a buffer the layer owns,
+                                overwritten by the next forward
+    backward(grad) -> dx        grad: dL/dy (N, out); returns dL/dx (N, in); the gradients of the
+                                parameters are then in ``grads`` (PyTorch's meaning), until the
+                                next forward
     params, grads               dicts of backend arrays with the same keys
+    grad_factors()              the gradients not yet computed, each as a product a·b (see Dense)
     config()                    the constructor's arguments, for model files
 
-Buffers are sized on the first batch of a shape and reused afterwards, so the
-steady state of training allocates nothing; the math lives in backend kernels.
+Layers never update their parameters: the optimizer does (nnx.optimizers). Buffers are sized
+on the first batch of a shape and reused afterwards, so the steady state of training allocates
+nothing; the math lives in backend kernels.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ class Layer:
 
     def __init__(self) -> None:
         self.params: dict[str, Array] = {}
-        self.grads: dict[str, Array] = {}
+        self._grads: dict[str, Array] = {}
         self.training = False
         self.backend: Backend | None = None
         self.dtype: Any = None
@@ -55,6 +59,16 @@ class Layer:
         """The shapes of the parameters that build() allocates, by key."""
         return {}
 
+    @property
+    def grads(self) -> dict[str, Array]:
+        """dL/dparameter of the last backward, by key (computed here first where it was deferred)."""
+        return self._grads
+
+    def grad_factors(self) -> dict[str, tuple[Array, Array]]:
+        """{key: (a, b)} for each gradient that backward left as the product a·b, not yet computed.
+        An optimizer may apply such a gradient without forming it (plain SGD: p ← p − lr·a·b)."""
+        return {}
+
     def release_buffers(self) -> None:
         """Drop the scratch buffers (they are sized again on the next batch)."""
         self._buffers.clear()
@@ -68,7 +82,7 @@ class Layer:
     def forward(self, x: Array) -> Array:
         raise NotImplementedError
 
-    def backward(self, grad: Array, lr: float | None = None) -> Array:
+    def backward(self, grad: Array) -> Array:
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -80,9 +94,9 @@ class Dense(Layer):
     """y = x·W + b. W: (in_features, out_features), b: (out_features,).
 
     He initialisation (normal, std = sqrt(2 / in_features)) suits ReLU networks; b starts at 0.
-    Backward: dW = xᵀ·dy, db = Σ_rows dy, dx = dy·Wᵀ. Given ``lr``, backward also takes the
-    SGD step, W ← W − lr·xᵀ·dy and b ← b − lr·1ᵀ·dy, each as one product (``sgd_matmul_update``),
-    and leaves ``grads`` unset.
+    Backward: dx = dy·Wᵀ now; dW = xᵀ·dy and db = Σ_rows dy = 1ᵀ·dy when ``grads`` is first read.
+    Until then ``grad_factors()`` offers them as the products (xᵀ, dy) and (1ᵀ, dy), which plain
+    SGD applies as one gemm each (W ← W − lr·xᵀ·dy) without ever writing dW.
     """
 
     def __init__(self, in_features: int, out_features: int) -> None:
@@ -91,6 +105,7 @@ class Dense(Layer):
         self.out_features = check_positive_int(out_features, "out_features")
         self.propagate_grad = True  # Sequential turns this off for the first layer
         self.fused_relu = False  # Sequential turns this on when a ReLU follows
+        self._factors: tuple[Array, Array] | None = None  # (x, dy) of a backward whose grads are pending
 
     def build(self, backend: Backend, dtype: Any, rng: np.random.Generator) -> None:
         super().build(backend, dtype, rng)
@@ -100,7 +115,8 @@ class Dense(Layer):
             "W": backend.asarray(w.astype(self.dtype)),
             "b": backend.zeros((self.out_features,), self.dtype),
         }
-        self.grads = {k: backend.zeros(v.shape, self.dtype) for k, v in self.params.items()}
+        self._grads = {k: backend.zeros(v.shape, self.dtype) for k, v in self.params.items()}
+        self._factors = None
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         return {"W": (self.in_features, self.out_features), "b": (self.out_features,)}
@@ -115,6 +131,7 @@ class Dense(Layer):
 
     def forward(self, x: Array) -> Array:
         self.x = x
+        self._factors = None  # x and dy of the last backward are no longer kept
         y = self.buffer("y", (x.shape[0], self.out_features))
         self.backend.matmul(x, self.params["W"], y)
         if self.fused_relu:
@@ -123,22 +140,29 @@ class Dense(Layer):
             self.backend.bias_add(y, self.params["b"])
         return y
 
-    def backward(self, grad: Array, lr: float | None = None) -> Array | None:
-        be, x, w, b = self.backend, self.x, self.params["W"], self.params["b"]
+    def backward(self, grad: Array) -> Array | None:
         dx = None
         if self.propagate_grad:
-            dx = self.buffer("dx", x.shape)
-            be.matmul(grad, w.T, dx)  # before W moves
-        if lr is None:
-            be.matmul(x.T, grad, self.grads["W"])
-            be.sum_rows(grad, self.grads["b"])
-        else:  # both steps as products: Σ_rows dy = 1ᵀ·dy, with 1ᵀ a (1, N) row of ones
-            be.sgd_matmul_update(w, x.T, grad, lr, self.grads["W"])
-            be.sgd_matmul_update(b.reshape(1, -1), self._ones(x.shape[0]), grad, lr, self.grads["b"].reshape(1, -1))
+            dx = self.buffer("dx", self.x.shape)
+            self.backend.matmul(grad, self.params["W"].T, dx)
+        self._factors = (self.x, grad)
         return dx
 
-    def _ones(self, n: int) -> Array:
-        return self._buffers.get("ones", n, lambda: self.backend.xp.ones((1, n), self.dtype))
+    @property
+    def grads(self) -> dict[str, Array]:
+        if self._factors is not None:
+            x, dy = self._factors
+            self.backend.matmul(x.T, dy, self._grads["W"])
+            self.backend.sum_rows(dy, self._grads["b"])
+            self._factors = None
+        return self._grads
+
+    def grad_factors(self) -> dict[str, tuple[Array, Array]]:
+        if self._factors is None:
+            return {}
+        x, dy = self._factors
+        ones = self._buffers.get("ones", x.shape[0], lambda: self.backend.xp.ones((1, x.shape[0]), self.dtype))
+        return {"W": (x.T, dy), "b": (ones, dy)}
 
 
 class ReLU(Layer):
@@ -162,7 +186,7 @@ class ReLU(Layer):
         self.backend.relu(x, self.y)
         return self.y
 
-    def backward(self, grad: Array, lr: float | None = None) -> Array:
+    def backward(self, grad: Array) -> Array:
         dx = grad if self.mask_in_place else self.buffer("dx", grad.shape)
         self.backend.relu_backward(grad, self.y, dx, self.buffer("mask", grad.shape, bool))
         return dx
@@ -183,7 +207,7 @@ class Softmax(Layer):
         y /= y.sum(axis=1, keepdims=True)
         return y
 
-    def backward(self, grad: Array, lr: float | None = None) -> Array:
+    def backward(self, grad: Array) -> Array:
         xp = self.backend.xp
         dx = self.buffer("dx", grad.shape)
         xp.multiply(grad, self.y, out=dx)
@@ -220,14 +244,14 @@ class Dropout(Layer):
             return x
         xp = self.backend.xp
         mask = self.mask = self.buffer("mask", x.shape)
-        self._rng.random(dtype=mask.dtype, out=mask)  # uniform [0, 1)
+        self._rng.random(mask.shape, dtype=mask.dtype, out=mask)  # uniform [0, 1), one draw per entry
         xp.greater_equal(mask, self.p, out=mask)  # keep with probability 1 - p
         mask *= 1.0 / (1.0 - self.p)
         y = self.buffer("y", x.shape)
         xp.multiply(x, mask, out=y)
         return y
 
-    def backward(self, grad: Array, lr: float | None = None) -> Array:
+    def backward(self, grad: Array) -> Array:
         if self.mask is None:
             return grad
         dx = self.buffer("dx", grad.shape)

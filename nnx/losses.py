@@ -1,6 +1,18 @@
-"""Softmax with sparse categorical cross-entropy, fused into one backend kernel.
+"""Losses: ``value, grad = loss(outputs, targets)``, the mean over the batch and its gradient.
 
-For logits Z (N, C) and integer labels y (N,):
+The protocol that training uses (``Loss``):
+
+    compute(backend, outputs, targets) -> (value, grad)   unchecked, on device arrays: the mean
+                                                          loss as a 0-d array, dL/doutputs in a
+                                                          buffer the loss reuses
+    check_targets(targets, outputs_shape, name) -> host   validated targets, in target_dtype
+    classification                                        True: targets are class labels, and
+                                                          fit / evaluate also report accuracy
+    takes_logits                                          True: a final Softmax of the model is
+                                                          skipped, the loss applies it (fused)
+
+Softmax with sparse categorical cross-entropy, fused into one backend kernel. For logits
+Z (N, C) and integer labels y (N,):
 
     loss = mean_i( logsumexp(Z_i) − Z_i,y_i )        (row max subtracted first)
     dZ   = ( softmax(Z) − onehot(y) ) / N            (in the same pass)
@@ -12,35 +24,66 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from backends import Backend, backend_for
 from backends.contract import Array
 from nnx.buffers import BufferCache
 from nnx.checks import check_labels, check_logits
 
 
-class SparseCategoricalCrossentropy:
-    """``value, dlogits = loss(logits, labels)``: the mean loss as a float and dL/dlogits."""
+class Loss:
+    """Base class of losses; subclasses implement ``compute`` and ``check_targets``."""
+
+    classification = False
+    takes_logits = False
+    target_dtype: Any = None  # None: the outputs' dtype
 
     def __init__(self) -> None:
         self._buffers = BufferCache()
 
-    def compute(self, backend: Backend, logits: Array, labels: Array) -> tuple[Array, Array]:
-        """The unchecked hot path: (loss as a 0-d device array, dlogits in a reused buffer)."""
-        shape, dtype = logits.shape, logits.dtype
-        dlogits, workspace = self._buffers.get(
-            "dlogits",
-            (backend.name, shape, dtype),
-            lambda: (backend.empty(shape, dtype), backend.loss_workspace(*shape, dtype)),
-        )
-        return backend.softmax_cross_entropy(logits, labels, dlogits, workspace), dlogits
+    def compute(self, backend: Backend, outputs: Array, targets: Array) -> tuple[Array, Array]:
+        """(mean loss as a 0-d device array, dL/doutputs) for checked device arrays."""
+        raise NotImplementedError
 
-    def __call__(self, logits: Array, labels: Any) -> tuple[float, Array]:
-        """logits: (N, C) float array (NumPy or CuPy); labels: (N,) integers in [0, C).
+    def check_targets(self, targets: Any, outputs_shape: tuple[int, int], name: str = "targets") -> np.ndarray:
+        """``targets`` as a host array of ``target_dtype`` for outputs of this shape; raises an NNXError."""
+        raise NotImplementedError
 
-        Returns (mean loss as a Python float, dlogits (N, C) on the logits' backend).
+    def grad_buffer(self, backend: Backend, outputs: Array) -> Array:
+        """The reused array that ``compute`` writes the gradient into."""
+        shape, dtype = outputs.shape, outputs.dtype
+        return self._buffers.get("grad", (backend.name, shape, dtype), lambda: backend.empty(shape, dtype))
+
+    def __call__(self, outputs: Array, targets: Any) -> tuple[float, Array]:
+        """outputs: (N, K) float array (NumPy or CuPy); targets as ``check_targets`` takes them.
+
+        Returns (mean loss as a Python float, dL/doutputs (N, K) on the outputs' backend).
         """
-        logits = check_logits(logits)
-        backend = backend_for(logits)
-        labels = check_labels(labels, logits.shape[1], logits.shape[0], "labels")
-        value, dlogits = self.compute(backend, logits, backend.asarray(labels))
-        return float(value), dlogits
+        outputs = check_logits(outputs, "outputs")
+        backend = backend_for(outputs)
+        targets = self.check_targets(targets, outputs.shape)
+        value, grad = self.compute(backend, outputs, backend.asarray(targets, self.target_dtype or outputs.dtype))
+        return float(value), grad
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+class SparseCategoricalCrossentropy(Loss):
+    """Softmax and cross-entropy on logits (N, C) with integer labels (N,) in [0, C), fused."""
+
+    classification = True
+    takes_logits = True
+    target_dtype = np.int64
+
+    def compute(self, backend: Backend, outputs: Array, targets: Array) -> tuple[Array, Array]:
+        n, c = outputs.shape
+        grad = self.grad_buffer(backend, outputs)
+        workspace = self._buffers.get(
+            "workspace", (backend.name, n, c, outputs.dtype), lambda: backend.loss_workspace(n, c, outputs.dtype)
+        )
+        return backend.softmax_cross_entropy(outputs, targets, grad, workspace), grad
+
+    def check_targets(self, targets: Any, outputs_shape: tuple[int, int], name: str = "labels") -> np.ndarray:
+        return check_labels(targets, outputs_shape[1], outputs_shape[0], name)

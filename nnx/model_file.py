@@ -17,13 +17,13 @@ from __future__ import annotations
 import json
 import os
 import struct
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from nnx.errors import ModelFileError, NNXError
+from nnx.files import atomic_write
 from nnx.layers import LAYER_TYPES, Layer
 from nnx.model import DTYPES, Sequential
 
@@ -37,42 +37,21 @@ def save(
     training: dict[str, Any] | None = None,
     extra_tensors: dict[str, np.ndarray] | None = None,
 ) -> None:
-    """Write ``model`` to ``path`` atomically; ``training`` is stored as JSON metadata."""
+    """Write ``model`` to ``path`` atomically (``nnx.save``); ``training`` (default: the model's
+    ``training_info``) is stored as JSON metadata."""
     meta = {
         "format": FORMAT,
         "version": VERSION,
         "dtype": model.dtype.name,
         "seed": model.seed,
         "layers": [{"type": type(layer).__name__, **layer.config()} for layer in model.layers],
-        "training": training or {},
+        "training": model.training_info if training is None else training,
     }
     tensors = {**model.get_weights(), **(extra_tensors or {})}
     tensors = {k: np.ascontiguousarray(v) for k, v in tensors.items()}
     from safetensors.numpy import save as st_save  # imported here: `import nnx` works without it
 
     atomic_write(path, st_save(tensors, metadata={FORMAT: json.dumps(meta)}))
-
-
-def atomic_write(path: str | os.PathLike[str], data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file, fsync and rename; the old file
-    stays intact on any failure (full disk, no permission), which raises OSError."""
-    path = Path(path)
-    folder = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    dir_fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def read(path: str | os.PathLike[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

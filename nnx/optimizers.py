@@ -1,35 +1,56 @@
 """Optimizers: SGD (with momentum, Nesterov and decoupled weight decay) and Adam / AdamW.
 
-The update rules live in backend kernels (``sgd_update``, ``momentum_update``, ``adam_update``):
-a few in-place array operations in the contract, which run on NumPy and CuPy alike and allocate
-nothing after the first step, and one compiled pass on the CPU, bit-identical to those (Adam on
-669k parameters: 1.27 → 0.43 ms a step). ``step`` hands ``update`` each parameter in pieces of
-``backend.update_chunk`` elements (the whole array on a GPU): on the CPU the pieces stay in the
-L2 cache across the NumPy kernels' passes (Adam 2.65 → 1.09 ms before the compiled kernel).
+The optimizer owns the update. One training step (nnx.training.train_step) runs forward, the
+loss, backward, then the optimizer's ``gradient_hooks`` (gradient clipping; an all-reduce in
+data-parallel training) and ``step``. ``step`` reads each parameter's gradient from its layer
+and hands the update rule (``sgd_update``, ``momentum_update``, ``adam_update``: backend
+kernels) the parameter in pieces of ``backend.update_chunk`` elements (the whole array on a
+GPU), so that on the CPU the pieces stay in the L2 cache across the kernels' passes.
+
+Plain SGD (no momentum, no weight decay) also takes a gradient that backward left as a product
+a·b (``Layer.grad_factors``: a Dense weight's xᵀ·dy) as one gemm, p ← p − lr·a·b, without
+writing the gradient: the only place where that decision is made is ``folds_products``.
+
 ``lr`` is the current learning rate; a schedule in ``fit`` sets it every step from ``base_lr``.
-Weight decay is decoupled (Loshchilov & Hutter): p ← p·(1 − lr·wd). Plain SGD can also be
-folded into the backward pass (``folded_lr``; see Sequential).
+Weight decay is decoupled (Loshchilov & Hutter): p ← p·(1 − lr·wd).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 from backends import Backend
 from backends.contract import AdamStep, Array, MomentumStep
 from nnx.checks import check_fraction, check_positive
 
-Parameter = tuple[str, Array, Array]  # (name, value, gradient)
+GradientHook = Callable[[Any], None]  # called with the model between backward and step
 FLUSH_EVERY = 16  # steps between flushes of tiny state (backends.contract.flush_tiny): a moment
 # decays by at most 0.9**16 in between, far above the denormals
+
+
+class ClipGradNorm:
+    """A gradient hook: scale all gradients so that their global L2 norm is at most ``max_norm``
+    (on the device, without reading anything back to the host)."""
+
+    def __init__(self, max_norm: float) -> None:
+        self.max_norm = check_positive(max_norm, "clip_norm")
+
+    def __call__(self, model: Any) -> None:
+        grads = [g for _, _, g in model.named_parameters()]
+        xp = model.backend.xp
+        squares = sum(xp.vdot(g, g) for g in grads)
+        scale = xp.minimum(1.0, self.max_norm / (xp.sqrt(squares) + 1e-12)).astype(grads[0].dtype)
+        for g in grads:
+            g *= scale
 
 
 class Optimizer:
     """Base class: ``step(model)`` updates every parameter from its gradient.
 
-    clip_norm: when set, gradients are scaled so that their global L2 norm is at most clip_norm
-    (on the device, without reading anything back to the host).
+    clip_norm: when set, a ClipGradNorm hook scales the gradients before each step so that
+    their global L2 norm is at most clip_norm.
     """
 
     slot_names: tuple[str, ...] = ()  # per-parameter state, zeros at first, saved in checkpoints
@@ -38,35 +59,37 @@ class Optimizer:
         self.lr = self.base_lr = check_positive(lr, "lr")
         self.weight_decay = check_positive(weight_decay, "weight_decay", allow_zero=True)
         self.clip_norm = None if clip_norm is None else check_positive(clip_norm, "clip_norm")
+        self.gradient_hooks: list[GradientHook] = [] if clip_norm is None else [ClipGradNorm(clip_norm)]
         self.t = 0  # completed steps
         self.state: dict[str, dict[str, Array]] = {}
         self._scratch: dict[str, Array] = {}
 
-    def folded_lr(self) -> float | None:
-        """The learning rate when this step's update is exactly p ← p − lr·g, so that the layers
-        can apply it while they compute g (a Dense weight in one product, with no dW array);
-        None when the update needs the gradients themselves."""
-        return None
+    @property
+    def folds_products(self) -> bool:
+        """Whether a gradient left as a product a·b is applied as p ← p − lr·a·b in one gemm."""
+        return False
 
-    def step(self, model: Any, applied: bool = False) -> None:
-        """Apply one update to ``model.parameters()`` from their gradients; with ``applied``, only
-        count the step, which the layers took in backward with ``folded_lr()``."""
+    def step(self, model: Any) -> None:
+        """Apply one update to every parameter of ``model`` from its gradient."""
         self.t += 1
-        if applied:
-            return
         backend = model.backend
-        params = list(model.parameters())
-        if self.clip_norm is not None:
-            self._clip(backend, params)
         decay = 1.0 - self.lr * self.weight_decay
-        for name, p, g in params:
-            slots = {s: self._array(self.state.setdefault(name, {}), s, p, backend.zeros) for s in self.slot_names}
-            scratch = self._array(self._scratch, name, p, backend.empty)
-            flat = [a.reshape(-1) for a in (p, g, scratch, *slots.values())]
-            chunk = backend.update_chunk or p.size
-            for lo in range(0, p.size, chunk):
-                pc, gc, sc, *state = (a[lo : lo + chunk] for a in flat)
-                self.update(backend, pc, gc, dict(zip(slots, state, strict=True)), sc, decay)
+        for prefix, layer in model.named_layers():
+            factors = layer.grad_factors() if self.folds_products else {}
+            for key, p in layer.params.items():
+                name = f"{prefix}.{key}"
+                scratch = self._array(self._scratch, name, p, backend.empty)
+                if key in factors:
+                    a, b = factors[key]
+                    shape = (a.shape[0], b.shape[1])  # a bias (M,) is updated as a (1, M) row
+                    backend.sgd_matmul_update(p.reshape(shape), a, b, self.lr, scratch.reshape(shape))
+                    continue
+                slots = {s: self._array(self.state.setdefault(name, {}), s, p, backend.zeros) for s in self.slot_names}
+                flat = [a.reshape(-1) for a in (p, layer.grads[key], scratch, *slots.values())]
+                chunk = backend.update_chunk or p.size
+                for lo in range(0, p.size, chunk):
+                    pc, gc, sc, *state = (a[lo : lo + chunk] for a in flat)
+                    self.update(backend, pc, gc, dict(zip(slots, state, strict=True)), sc, decay)
 
     def update(
         self, backend: Backend, p: Array, g: Array, slots: dict[str, Array], scratch: Array, decay: float
@@ -79,13 +102,6 @@ class Optimizer:
     def flush_now(self) -> bool:
         """Whether this step flushes tiny optimizer state to zero (every FLUSH_EVERY steps)."""
         return self.t % FLUSH_EVERY == 0
-
-    def _clip(self, backend: Backend, params: list[Parameter]) -> None:
-        xp = backend.xp
-        sq = sum(xp.vdot(g, g) for _, _, g in params)
-        scale = xp.minimum(1.0, self.clip_norm / (xp.sqrt(sq) + 1e-12)).astype(params[0][2].dtype)
-        for _, _, g in params:
-            g *= scale
 
     @staticmethod
     def _array(store: dict[str, Array], key: str, like: Array, make: Any) -> Array:
@@ -130,9 +146,9 @@ class SGD(Optimizer):
         self.nesterov = bool(nesterov)
         self.slot_names = ("velocity",) if self.momentum else ()
 
-    def folded_lr(self) -> float | None:
-        plain = not self.momentum and not self.weight_decay and self.clip_norm is None
-        return self.lr if plain else None
+    @property
+    def folds_products(self) -> bool:
+        return not self.momentum and not self.weight_decay
 
     def update(
         self, backend: Backend, p: Array, g: Array, slots: dict[str, Array], scratch: Array, decay: float

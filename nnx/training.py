@@ -1,0 +1,319 @@
+"""Training: the step, fit, evaluate and History.
+
+One training step, written once (``train_step``) and used by ``Sequential.train_step``, ``fit``
+and the benchmarks:
+
+    forward → loss → backward → optimizer.gradient_hooks (clipping; all-reduce) → optimizer.step
+
+Nothing returns to the host until the loss is read: every step on the CPU, where that is free;
+every ``check_every`` steps on a GPU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import signal
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from backends.contract import Array
+from nnx.buffers import BufferCache
+from nnx.callbacks import Callback
+from nnx.checks import check_features, check_positive_int
+from nnx.errors import ConfigError, OutOfDeviceMemory, TrainingDiverged, TrainingInterrupted
+from nnx.layers import Dropout
+from nnx.losses import Loss
+from nnx.optimizers import Optimizer
+from nnx.schedules import Schedule
+
+if TYPE_CHECKING:
+    from nnx.model import Sequential
+
+
+@dataclass
+class History:
+    """Per-epoch metrics of ``fit``: lists indexed by epoch (val_* empty without validation data;
+    accuracy empty for a loss that is not a classification loss)."""
+
+    epoch: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+
+    def append(self, logs: dict[str, float]) -> None:
+        for key, value in logs.items():
+            getattr(self, key).append(value)
+
+    def extend(self, other: History) -> None:
+        """Append the epochs of ``other`` (a resumed run) to these."""
+        for key, values in dataclasses.asdict(other).items():
+            getattr(self, key).extend(values)
+
+
+def train_step(
+    model: Sequential, x: Array, y: Array, loss: Loss, optimizer: Optimizer, check_finite: bool = False
+) -> tuple[Array, Array]:
+    """One training step on device arrays, unchecked: (the mean loss as a 0-d array, the outputs).
+
+    With ``check_finite``, a NaN or Inf loss raises TrainingDiverged before anything is updated.
+    """
+    outputs = model.forward(x, logits=loss.takes_logits)
+    value, grad = loss.compute(model.backend, outputs, y)
+    if check_finite and not math.isfinite(float(value)):
+        raise TrainingDiverged(f"the loss is {float(value)}; the step was not applied (lower the learning rate?)")
+    model.backward(grad)
+    for hook in optimizer.gradient_hooks:
+        hook(model)
+    optimizer.step(model)
+    return value, outputs
+
+
+def checked_step(model: Sequential, x: Any, y: Any, loss: Loss, optimizer: Optimizer) -> float:
+    """``train_step`` on host or device arrays, checked, in training mode; returns the mean loss."""
+    xd, yd = to_device(model, loss, x, y)
+    model.train(True)
+    try:
+        value, _ = train_step(model, xd, yd, loss, optimizer, check_finite=True)
+    finally:
+        model.train(False)
+    return float(value)
+
+
+def to_device(model: Sequential, loss: Loss, x: Any, y: Any, names: tuple[str, str] = ("x", "y")) -> tuple[Array, Array]:
+    """x and the targets y, checked (for ``loss``) and on the model's backend."""
+    x = check_features(x, model.in_features, names[0])
+    y = loss.check_targets(y, (x.shape[0], model.out_features), names[1])
+    be = model.backend
+    return be.asarray(x, model.dtype), be.asarray(y, loss.target_dtype or model.dtype)
+
+
+@dataclass
+class _Plan:
+    """The settings of one fit call, as the epochs see them."""
+
+    loss: Loss
+    optimizer: Optimizer
+    schedule: Schedule
+    epochs: int
+    batch_size: int
+    steps: int  # per epoch
+    shuffle: bool
+    callbacks: list[Callback]
+    check_every: int
+    batches: BufferCache = field(default_factory=BufferCache)
+
+
+def fit(
+    model: Sequential,
+    x: Any,
+    y: Any,
+    *,
+    loss: Loss,
+    optimizer: Optimizer,
+    epochs: int,
+    batch_size: int = 32,
+    shuffle: bool = True,
+    validation_data: tuple[Any, Any] | None = None,
+    schedule: Schedule | None = None,
+    callbacks: tuple[Callback, ...] | list[Callback] = (),
+    initial_epoch: int = 0,
+    check_every: int | None = None,
+) -> History:
+    """Train ``model`` for ``epochs`` epochs (starting at ``initial_epoch`` when resuming).
+
+    x: (N, in_features) floats; y: targets for ``loss`` (class labels (N,) for
+    SparseCategoricalCrossentropy), NumPy or backend arrays. Each epoch takes ceil(N / batch_size)
+    steps over a permutation drawn from (seed, epoch), so a resumed run repeats an uninterrupted
+    one; the last batch of an epoch may be smaller. The loss is checked for NaN/Inf every
+    ``check_every`` steps (every step on the CPU, 50 on a GPU); on divergence the weights (and
+    optimizer state) from the start of the epoch are restored and TrainingDiverged is raised.
+    Validation uses ``loss`` too. Ctrl-C stops after the current step with TrainingInterrupted,
+    which carries the History.
+    """
+    epochs = check_positive_int(epochs, "epochs")
+    batch_size = check_positive_int(batch_size, "batch_size")
+    if isinstance(initial_epoch, bool) or not isinstance(initial_epoch, int) or not 0 <= initial_epoch <= epochs:
+        raise ConfigError(f"initial_epoch must be an integer in [0, epochs={epochs}]; got {initial_epoch!r}")
+    if not isinstance(loss, Loss):
+        raise ConfigError(f"loss must be an nnx Loss; got {type(loss).__name__}")
+    if not isinstance(optimizer, Optimizer):
+        raise ConfigError(f"optimizer must be an nnx Optimizer; got {type(optimizer).__name__}")
+    xd, yd = to_device(model, loss, x, y)
+    if validation_data is not None:
+        if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
+            raise ConfigError("validation_data must be a pair (x_val, y_val)")
+        val = to_device(model, loss, *validation_data, names=("validation_data[0]", "validation_data[1]"))
+    every = check_positive_int(check_every or (1 if model.backend.host_reads_are_free else 50), "check_every")
+    n = xd.shape[0]
+    plan = _Plan(loss, optimizer, schedule or Schedule(), epochs, batch_size, math.ceil(n / batch_size), shuffle,
+                 list(callbacks), every)  # fmt: skip
+    history = History()
+    for cb in callbacks:
+        cb.on_train_begin(model, epochs, n)
+    with _StopOnInterrupt() as interrupt, np.errstate(all="ignore"):  # divergence is handled below
+        for epoch in range(initial_epoch, epochs):
+            for cb in callbacks:
+                cb.on_epoch_begin(epoch)
+            start = time.perf_counter()
+            with _out_of_memory_hint(model, plan):
+                logs = _fit_epoch(model, xd, yd, plan, epoch, interrupt)
+            if logs is None:
+                raise TrainingInterrupted(
+                    f"interrupted during epoch {epoch + 1}; the model holds the weights of the last complete step",
+                    history,
+                )
+            if validation_data is not None:
+                v = _evaluate_device(model, *val, loss, max(batch_size, 1024))
+                logs.update({f"val_{key}": value for key, value in v.items()})
+            logs.update(epoch=epoch, lr=optimizer.lr, seconds=time.perf_counter() - start)
+            history.append(logs)
+            for cb in callbacks:
+                cb.on_epoch_end(epoch, logs)
+            if interrupt.requested:
+                raise TrainingInterrupted(f"interrupted after epoch {epoch + 1}", history)
+    for cb in callbacks:
+        cb.on_train_end()
+    return history
+
+
+def _fit_epoch(
+    model: Sequential, xd: Array, yd: Array, plan: _Plan, epoch: int, interrupt: _StopOnInterrupt
+) -> dict[str, float] | None:
+    """One epoch of training steps; None when Ctrl-C asked to stop after a step."""
+    be, optimizer = model.backend, plan.optimizer
+    n, batch_size, steps = xd.shape[0], plan.batch_size, plan.steps
+    order = be.asarray(np.random.default_rng([model.seed, epoch]).permutation(n)) if plan.shuffle else None
+    for i, layer in enumerate(model.layers):
+        if isinstance(layer, Dropout):
+            layer.reseed([model.seed, epoch, i])
+    snapshot = _snapshot(model, optimizer)  # one copy per epoch, restored if training diverges
+    loss_sum = be.zeros((), np.float64)
+    correct = be.zeros((), np.int64) if plan.loss.classification else None
+    model.train(True)
+    try:
+        for step in range(steps):
+            lo, hi = step * batch_size, min((step + 1) * batch_size, n)
+            if order is None:
+                xb, yb = xd[lo:hi], yd[lo:hi]
+            else:
+                idx = order[lo:hi]
+                xb = be.gather_rows(xd, idx, _batch_buffer(plan, be, "x", (hi - lo, *xd.shape[1:]), xd.dtype))
+                yb = be.gather_rows(yd, idx, _batch_buffer(plan, be, "y", (hi - lo, *yd.shape[1:]), yd.dtype))
+            optimizer.lr = optimizer.base_lr * plan.schedule.factor(epoch * steps + step, plan.epochs * steps, steps)
+            check = (step + 1) % plan.check_every == 0 or step == steps - 1
+            try:
+                value, outputs = train_step(model, xb, yb, plan.loss, optimizer, check_finite=check)
+            except TrainingDiverged:
+                _restore(model, snapshot)
+                raise TrainingDiverged(
+                    f"the training loss became NaN or Inf in epoch {epoch + 1} by step {step + 1} "
+                    f"(checked every {plan.check_every} steps); the weights from the start of epoch {epoch + 1} "
+                    f"are restored. Likely cause: the learning rate (lr={optimizer.lr:g}) is too high, or the "
+                    "inputs are badly scaled"
+                ) from None
+            loss_sum += value * (hi - lo)
+            if correct is not None:
+                correct += be.count_correct(outputs, yb)
+            if check:
+                accuracy = int(correct) / hi if correct is not None else math.nan
+                for cb in plan.callbacks:
+                    cb.on_progress(epoch, hi, float(loss_sum) / hi, accuracy)
+            if interrupt.requested:
+                return None
+    finally:
+        model.train(False)
+    logs = {"loss": float(loss_sum) / n}
+    if correct is not None:
+        logs["accuracy"] = int(correct) / n
+    return logs
+
+
+def evaluate(model: Sequential, x: Any, y: Any, loss: Loss, batch_size: int = 1024) -> dict[str, float]:
+    """Mean ``loss`` (and accuracy, for a classification loss) on (x, y), in inference mode."""
+    batch_size = check_positive_int(batch_size, "batch_size")
+    with _out_of_memory_hint(model, None):
+        return _evaluate_device(model, *to_device(model, loss, x, y), loss, batch_size)
+
+
+def _evaluate_device(model: Sequential, xd: Array, yd: Array, loss: Loss, batch_size: int) -> dict[str, float]:
+    be = model.backend
+    loss_sum = be.zeros((), np.float64)
+    correct = be.zeros((), np.int64)
+    n = xd.shape[0]
+    for lo in range(0, n, batch_size):
+        xb, yb = xd[lo : lo + batch_size], yd[lo : lo + batch_size]
+        outputs = model.forward(xb, logits=loss.takes_logits)
+        value, _ = loss.compute(be, outputs, yb)
+        loss_sum += value * xb.shape[0]
+        if loss.classification:
+            correct += be.count_correct(outputs, yb)
+    metrics = {"loss": float(loss_sum) / n}
+    if loss.classification:
+        metrics["accuracy"] = int(correct) / n
+    return metrics
+
+
+def _batch_buffer(plan: _Plan, be: Any, name: str, shape: tuple[int, ...], dtype: Any) -> Array:
+    return plan.batches.get(name, (shape, dtype), lambda: be.empty(shape, dtype))
+
+
+def _snapshot(model: Sequential, optimizer: Optimizer) -> list[tuple[Array, Array]]:
+    arrays = list(model.parameters()) + list(optimizer.state_arrays().values())
+    return [(a, a.copy()) for a in arrays]
+
+
+def _restore(model: Sequential, snapshot: list[tuple[Array, Array]]) -> None:
+    for live, saved in snapshot:
+        model.backend.copy_into(live, saved)
+
+
+@contextlib.contextmanager
+def _out_of_memory_hint(model: Sequential, plan: _Plan | None) -> Iterator[None]:
+    """Turn a device allocation failure into OutOfDeviceMemory, freeing the step's buffers."""
+    try:
+        yield
+    except MemoryError as exc:
+        if isinstance(exc, OutOfDeviceMemory):
+            raise
+        for layer in model.layers:
+            layer.release_buffers()
+        if plan is not None:
+            plan.batches.clear()
+        batch = f"batch_size={plan.batch_size}" if plan else "this batch_size"
+        raise OutOfDeviceMemory(
+            f"out of {model.backend.name} memory with {batch}; try a smaller batch_size "
+            f"(the model keeps its weights): {exc}"
+        ) from None
+
+
+class _StopOnInterrupt(contextlib.AbstractContextManager):
+    """While active (in the main thread), Ctrl-C sets ``requested`` instead of raising mid-step."""
+
+    def __enter__(self) -> _StopOnInterrupt:
+        self.requested = False
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+
+
+__all__ = ["History", "evaluate", "fit", "train_step"]
