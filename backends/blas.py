@@ -26,6 +26,7 @@ import numpy as np
 _SYMBOLS = (
     ("scipy_cblas_sgemm64_", "scipy_cblas_dgemm64_", True),
     ("cblas_sgemm64_", "cblas_dgemm64_", True),
+    ("scipy_cblas_sgemm", "scipy_cblas_dgemm", False),
     ("cblas_sgemm", "cblas_dgemm", False),
 )
 

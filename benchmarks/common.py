@@ -60,7 +60,7 @@ class NnxStep:
         self.loss, self.opt = nnx.SparseCategoricalCrossentropy(), nnx.SGD(1e-3)
 
     def __call__(self) -> None:
-        self.model._step(self.x, self.y, self.loss, self.opt)
+        nnx.train_step(self.model, self.x, self.y, self.loss, self.opt)
 
 
 class GemmFloor:
@@ -134,7 +134,7 @@ def machine() -> dict[str, Any]:
     except ImportError:
         info["blas"] = "unknown (install threadpoolctl)"
     info["env"] = {k: os.environ.get(k, "unset") for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    from backends.numpy_backend import kernel_status
+    from backends import get_backend
 
-    info["nnx CPU kernels"] = kernel_status()
+    info["nnx CPU kernels"] = get_backend("numpy").kernel_status()
     return info

@@ -1,13 +1,14 @@
 """Fixtures of the benchmark suite: every available backend, with GPU cases marked and skipped
 with the reason where CuPy or a device is missing, and the CPU backend also without its compiled
-kernels ("numpy-plain"), to compare the two in one run. Timed functions synchronise the device."""
+kernels ("numpy-plain") and with them but without the BLAS gemm ("numpy-nogemm"), to compare
+them in one run. Timed functions synchronise the device."""
 
 from __future__ import annotations
 
 import pytest
 
 from backends import get_backend, unavailable_reason
-from backends.numpy_backend import NumpyBackend
+from backends.numpy_backend import COMPILED, NumpyBackend
 
 GPU_MISSING = unavailable_reason("cupy")
 
@@ -15,6 +16,7 @@ GPU_MISSING = unavailable_reason("cupy")
 @pytest.fixture(
     params=[
         pytest.param("numpy", id="numpy"),
+        pytest.param("numpy-nogemm", id="numpy-nogemm"),
         pytest.param("numpy-plain", id="numpy-plain"),
         pytest.param(
             "cupy",
@@ -27,7 +29,11 @@ GPU_MISSING = unavailable_reason("cupy")
     ]
 )
 def backend(request):
-    return NumpyBackend(kernels=None) if request.param == "numpy-plain" else get_backend(request.param)
+    if request.param == "numpy-plain":
+        return NumpyBackend(None)
+    if request.param == "numpy-nogemm":
+        return NumpyBackend(COMPILED, None)
+    return get_backend(request.param)
 
 
 def synced(backend, fn):

@@ -16,7 +16,7 @@ IDS = [f"{name}-b{batch}" for name, _, batch in REFERENCE_STEPS]
 def test_train_step(benchmark, backend, widths, batch):
     step = NnxStep(widths, batch, backend)
     benchmark(synced(backend, step))
-    value, _ = step.model._step(step.x, step.y, step.loss, step.opt)
+    value, _ = nnx.train_step(step.model, step.x, step.y, step.loss, step.opt)
     assert np.isfinite(float(value))
 
 

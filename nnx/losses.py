@@ -38,6 +38,7 @@ class Loss:
     classification = False
     takes_logits = False
     target_dtype: Any = None  # None: the outputs' dtype
+    outputs_name = "outputs"  # in error messages
 
     def __init__(self) -> None:
         self._buffers = BufferCache()
@@ -55,13 +56,14 @@ class Loss:
         shape, dtype = outputs.shape, outputs.dtype
         return self._buffers.get("grad", (backend.name, shape, dtype), lambda: backend.empty(shape, dtype))
 
-    def __call__(self, outputs: Array, targets: Any) -> tuple[float, Array]:
+    def __call__(self, outputs: Array, targets: Any, backend: Backend | None = None) -> tuple[float, Array]:
         """outputs: (N, K) float array (NumPy or CuPy); targets as ``check_targets`` takes them.
 
-        Returns (mean loss as a Python float, dL/doutputs (N, K) on the outputs' backend).
+        Returns (mean loss as a Python float, dL/doutputs (N, K)), computed by ``backend``
+        (default: the one of the outputs' array module).
         """
-        outputs = check_logits(outputs, "outputs")
-        backend = backend_for(outputs)
+        outputs = check_logits(outputs, self.outputs_name)
+        backend = backend or backend_for(outputs)
         targets = self.check_targets(targets, outputs.shape)
         value, grad = self.compute(backend, outputs, backend.asarray(targets, self.target_dtype or outputs.dtype))
         return float(value), grad
@@ -76,6 +78,7 @@ class SparseCategoricalCrossentropy(Loss):
     classification = True
     takes_logits = True
     target_dtype = np.int64
+    outputs_name = "logits"
 
     def compute(self, backend: Backend, outputs: Array, targets: Array) -> tuple[Array, Array]:
         n, c = outputs.shape

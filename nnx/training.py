@@ -89,7 +89,9 @@ def checked_step(model: Sequential, x: Any, y: Any, loss: Loss, optimizer: Optim
     return float(value)
 
 
-def to_device(model: Sequential, loss: Loss, x: Any, y: Any, names: tuple[str, str] = ("x", "y")) -> tuple[Array, Array]:
+def to_device(
+    model: Sequential, loss: Loss, x: Any, y: Any, names: tuple[str, str] = ("x", "y")
+) -> tuple[Array, Array]:
     """x and the targets y, checked (for ``loss``) and on the model's backend."""
     x = check_features(x, model.in_features, names[0])
     y = loss.check_targets(y, (x.shape[0], model.out_features), names[1])

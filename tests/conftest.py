@@ -1,27 +1,65 @@
-"""Shared fixtures: ``backend`` runs a test on every backend; GPU cases are marked ``gpu`` and skip
-with a reason when CuPy or a CUDA device is missing."""
+"""Shared fixtures: ``backend`` runs a test on every backend configuration: the three CPU ones
+(compiled kernels with the BLAS gemm, compiled without it, NumPy only) and CuPy. A configuration
+that this machine cannot run skips with the reason (CuPy without a GPU; the compiled ones where
+the C extension was not built, which NNX_REQUIRE_COMPILED=1 turns into an error).
+
+Tolerances for comparing a backend with a reference are stated once, in ``TOLERANCE``.
+"""
 
 from __future__ import annotations
+
+import os
 
 import numpy as np
 import pytest
 
 from backends import get_backend, unavailable_reason
-from backends.numpy_backend import NumpyBackend
+from backends.blas import find_gemm
+from backends.numpy_backend import COMPILED, NumpyBackend
+
+if os.environ.get("NNX_REQUIRE_COMPILED") == "1" and COMPILED is None:
+    raise RuntimeError("NNX_REQUIRE_COMPILED=1 but backends._cpu_kernels was not built")
 
 CUPY_MISSING = unavailable_reason("cupy")
 requires_gpu = pytest.mark.skipif(CUPY_MISSING is not None, reason=f"no GPU backend: {CUPY_MISSING}")
-BACKENDS = [
-    pytest.param("numpy", id="numpy"),
-    pytest.param("numpy-plain", id="numpy-plain"),  # NumPy's kernels only, as without the compiled ones
-    pytest.param("cupy", id="cupy", marks=[pytest.mark.gpu, requires_gpu]),
+requires_compiled = pytest.mark.skipif(COMPILED is None, reason="the compiled CPU kernels were not built")
+GEMM = find_gemm()
+requires_gemm = pytest.mark.skipif(GEMM is None, reason="no BLAS gemm found in this process")
+
+# Relative tolerance (and absolute, scaled to values of order 1) of a kernel against its float64
+# reference, per dtype: float32 results differ by summation order; float64 ones by rounding.
+TOLERANCE = {"float32": 1e-5, "float64": 1e-12}
+
+
+def make_backend(config: str):
+    """The backend of a configuration name (see BACKENDS)."""
+    if config == "numpy":
+        return NumpyBackend(COMPILED, GEMM)
+    if config == "numpy-nogemm":
+        return NumpyBackend(COMPILED, None)
+    if config == "numpy-plain":
+        return NumpyBackend(None)
+    return get_backend(config)
+
+
+CPU_CONFIGS = [
+    pytest.param("numpy", id="numpy", marks=[requires_compiled, requires_gemm]),
+    pytest.param("numpy-nogemm", id="numpy-nogemm", marks=requires_compiled),  # conda, Debian, macOS arm64
+    pytest.param("numpy-plain", id="numpy-plain"),  # NumPy's kernels only, as without a C compiler
 ]
+BACKENDS = [*CPU_CONFIGS, pytest.param("cupy", id="cupy", marks=[pytest.mark.gpu, requires_gpu])]
 
 
 @pytest.fixture(params=BACKENDS)
 def backend(request):
-    """Each available backend in turn (CuPy cases skip without a GPU)."""
-    return NumpyBackend(kernels=None) if request.param == "numpy-plain" else get_backend(request.param)
+    """Each backend configuration in turn (those this machine cannot run skip with the reason)."""
+    return make_backend(request.param)
+
+
+@pytest.fixture(params=CPU_CONFIGS)
+def cpu_backend(request):
+    """Each CPU backend configuration in turn."""
+    return make_backend(request.param)
 
 
 @pytest.fixture

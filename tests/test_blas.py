@@ -1,20 +1,58 @@
-"""The gemm into NumPy's own BLAS (backends.blas, called by the compiled kernels): results,
-the layouts it declines, shapes it refuses, and the fallback."""
+"""The gemm into NumPy's own BLAS (backends.blas, called by the compiled kernels): how it is
+found, results with 64-bit and 32-bit BLAS integers, the layouts it declines, shapes it refuses,
+and the fallback."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
+from threadpoolctl import threadpool_info
 
-from backends.blas import GEMM_ADDRESSES
+from backends.blas import Gemm, find_gemm, gemm_in, loaded_blas_libraries
 from backends.contract import Backend
-from backends.numpy_backend import COMPILED, NUMPY
+from backends.numpy_backend import COMPILED, NUMPY, NumpyBackend
+from tests.conftest import requires_compiled, requires_gemm
 
-pytestmark = [
-    pytest.mark.skipif(GEMM_ADDRESSES is None, reason="NumPy's own OpenBLAS (scipy-openblas) was not found"),
-    pytest.mark.skipif(COMPILED is None, reason="the compiled CPU kernels were not built (no C compiler?)"),
-]
-GEMM = None if COMPILED is None else COMPILED.gemm
+pytestmark = [requires_compiled, requires_gemm]
+FOUND = find_gemm()
+
+
+def GEMM(a, b, c, alpha, beta, gemm: Gemm | None = FOUND):
+    """c ← alpha·a·b + beta·c through ``gemm`` (NumPy's, by default); whether it was done."""
+    return COMPILED.gemm(a, b, c, alpha, beta, gemm.address(np.asarray(c).dtype) if gemm else 0, gemm.ilp64)
+
+
+def test_the_gemm_is_found_in_the_blas_that_numpy_loaded():
+    numpy_blas = [i["filepath"] for i in threadpool_info() if i["user_api"] == "blas"]
+    assert FOUND.library == loaded_blas_libraries()[0] and FOUND.library in numpy_blas
+    assert FOUND.sgemm and FOUND.dgemm and FOUND.sgemm != FOUND.dgemm
+    assert NUMPY.gemm == FOUND and "one gemm of" in NUMPY.kernel_status()
+
+
+def test_a_library_without_a_cblas_gemm_or_no_library_gives_none():
+    assert gemm_in(COMPILED.__file__) is None  # a shared library, but no BLAS
+    assert gemm_in("/nonexistent/libblas.so") is None
+
+
+def test_the_three_cpu_configurations_say_what_they_run():
+    assert NumpyBackend(None).kernel_status().startswith("NumPy only")
+    assert "no BLAS gemm" in NumpyBackend(COMPILED, None).kernel_status()
+    assert NumpyBackend(None, FOUND).gemm is None  # the gemm is called from the compiled kernels
+
+
+def test_a_32_bit_integer_cblas_gemm_computes_the_same_product(rng):
+    """The LP64 interface (int sizes) that Debian's and conda's OpenBLAS export, from scipy-openblas32."""
+    lp64 = pytest.importorskip("scipy_openblas32", reason="scipy-openblas32 (the test extra) is not installed")
+    gemm = gemm_in(os.path.join(lp64.get_lib_dir(), "libscipy_openblas.so"))
+    assert gemm is not None and not gemm.ilp64
+    for dtype, tol in (("float32", 1e-5), ("float64", 1e-13)):
+        a, b = rng.standard_normal((6, 4)).astype(dtype), rng.standard_normal((5, 4)).astype(dtype).T
+        c = rng.standard_normal((6, 5)).astype(dtype)
+        expected = -0.5 * (a.astype(np.float64) @ b) + c
+        assert GEMM(a, b, c, -0.5, 1.0, gemm)
+        np.testing.assert_allclose(c, expected, rtol=tol, atol=tol)
 
 
 @pytest.mark.parametrize("dtype, tol", [("float32", 1e-5), ("float64", 1e-13)])
@@ -73,7 +111,14 @@ def test_gemm_rejects_shapes_that_do_not_match_before_touching_memory():
     with pytest.raises(ValueError, match="gemm needs"):
         GEMM(np.ones(5, np.float32), np.ones((5, 2), np.float32), np.ones((1, 2), np.float32), 1.0, 1.0)
     with pytest.raises(BufferError):  # c must be writable
-        GEMM(a, np.ones((4, 2), np.float32), np.ones((3, 2), np.float32).tobytes(), 1.0, 1.0)
+        COMPILED.gemm(a, np.ones((4, 2), np.float32), np.ones((3, 2), np.float32).tobytes(), 1.0, 1.0, 1, True)
+
+
+def test_no_gemm_address_declines():
+    a = np.ones((2, 2), np.float32)
+    c = a.copy()
+    assert not COMPILED.gemm(a, a, c, 1.0, 1.0, 0, True)
+    np.testing.assert_array_equal(c, a)
 
 
 def test_numpy_backend_falls_back_to_the_contract_where_blas_declines(rng):

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from backends import reference
 from backends.contract import AdamStep, MomentumStep
 from backends.numpy_backend import COMPILED, NUMPY, NumpyBackend
+from tests.conftest import GEMM
 
 pytestmark = pytest.mark.skipif(COMPILED is None, reason="the compiled CPU kernels were not built (no C compiler?)")
 EXAMPLES = 2000 if os.environ.get("HYPOTHESIS_PROFILE") == "fuzz" else 100
@@ -54,7 +55,7 @@ def test_gemm_computes_the_product_or_declines_untouched(data, m, k, n, dtype, s
     alpha, beta = data.draw(st.floats(-2, 2)), data.draw(st.sampled_from([0.0, 1.0, 0.5]))
     before = c.copy()
     expected = alpha * (a.astype(np.float64) @ b.astype(np.float64)) + beta * before
-    accepted = COMPILED.gemm(a, b, c, alpha, beta)
+    accepted = COMPILED.gemm(a, b, c, alpha, beta, GEMM.address(c.dtype), GEMM.ilp64)
     if accepted:
         np.testing.assert_allclose(c, expected, rtol=TOL[dtype] * k, atol=TOL[dtype] * k)
     else:

@@ -35,7 +35,7 @@ MAX_ALLOCATION = 16 * 1024 * 1024  # bytes: loading a file of a few KiB must nev
 def valid_model_bytes() -> bytes:
     model = nnx.Sequential(nnx.Dense(6, 5), nnx.ReLU(), nnx.Dropout(0.1), nnx.Dense(5, 3), backend="numpy", seed=1)
     path = "/tmp/nnx-fuzz-seed.safetensors"
-    model.save(path, training={"note": "seed"})
+    nnx.save(model, path, training={"note": "seed"})
     with open(path, "rb") as f:
         return f.read()
 

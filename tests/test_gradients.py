@@ -125,5 +125,5 @@ def test_three_layer_model_gradients_match_finite_differences(backend, rng, drop
             layer.reseed(11)
     _, dlogits = loss.compute(backend, model.forward(xd), yd)
     model.backward(dlogits)
-    for name, _, grad in model.parameters():
+    for name, _, grad in model.named_parameters():
         assert relative_error(backend.to_numpy(grad), numeric[name]) <= TOL, name

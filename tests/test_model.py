@@ -97,10 +97,10 @@ def test_the_training_step_allocates_no_arrays_in_the_steady_state(rng, make_opt
     y = be.asarray(rng.integers(0, 10, n))
     loss, opt = nnx.SparseCategoricalCrossentropy(), make_optimizer()
     for _ in range(2):  # buffers and optimizer slots are sized here
-        model._step(x, y, loss, opt)
+        nnx.train_step(model, x, y, loss, opt)
     tracemalloc.start()
     for _ in range(3):
-        model._step(x, y, loss, opt)
+        nnx.train_step(model, x, y, loss, opt)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     smallest_buffer = n * 10 * 4  # the logits, 80 KiB
@@ -203,8 +203,23 @@ def test_bad_settings_raise_config_error(digits):
         nnx.Sequential(nnx.Dense(4, 2), dtype="float16")
     with pytest.raises(ValueError, match="backend must be one of 'numpy', 'cupy', 'auto'; got 'gpu'"):
         nnx.Sequential(nnx.Dense(4, 2), backend="gpu")
-    with pytest.raises(ConfigError, match="remove the final Softmax"):
-        fit(nnx.Sequential(nnx.Dense(64, 10), nnx.Softmax()), x, y, epochs=1)
+    with pytest.raises(ConfigError, match=r"layers\[2\] is the same ReLU instance as layers\[1\]"):
+        relu = nnx.ReLU()
+        nnx.Sequential(nnx.Dense(64, 32), relu, relu, nnx.Dense(32, 10))
+
+
+def test_a_final_softmax_is_left_to_the_fused_loss_in_fit_and_evaluate(digits):
+    """Dense → Softmax trains and evaluates as Dense alone (the loss applies the softmax), and
+    predict gives the same probabilities."""
+    (x, y), (xt, yt) = digits
+    with_softmax = nnx.Sequential(nnx.Dense(64, 10), nnx.Softmax(), backend="numpy", seed=4)
+    plain = nnx.Sequential(nnx.Dense(64, 10), backend="numpy", seed=4)
+    for model in (with_softmax, plain):
+        fit(model, x, y, epochs=2)
+    for name, w in plain.get_weights().items():
+        np.testing.assert_array_equal(with_softmax.get_weights()[name], w)
+    assert with_softmax.evaluate(xt, yt) == plain.evaluate(xt, yt)
+    np.testing.assert_array_equal(with_softmax.predict(xt), plain.predict(xt))
 
 
 def test_a_diverging_run_stops_with_training_diverged_and_restores_finite_weights(digits):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import nnx
-from nnx import model_file
+from nnx import files
 from nnx.errors import ModelFileError
 
 st_save = pytest.importorskip("safetensors.numpy", reason="model files need safetensors").save
@@ -28,7 +28,7 @@ def trained():
 def test_save_then_load_gives_identical_predictions_and_architecture(tmp_path, trained, backend):
     model, xt = trained
     path = tmp_path / "m.safetensors"
-    model.save(path, training={"epochs": 2})
+    nnx.save(model, path, training={"epochs": 2})
     loaded = nnx.load(path, backend=backend)
     assert repr(loaded.layers) == repr(model.layers)
     assert loaded.training_info == {"epochs": 2}
@@ -38,7 +38,7 @@ def test_save_then_load_gives_identical_predictions_and_architecture(tmp_path, t
 
 def test_float64_models_round_trip(tmp_path):
     model = nnx.Sequential(nnx.Dense(3, 2), backend="numpy", dtype="float64", seed=4)
-    model.save(tmp_path / "m.safetensors")
+    nnx.save(model, tmp_path / "m.safetensors")
     loaded = nnx.load(tmp_path / "m.safetensors", backend="numpy")
     assert loaded.dtype == np.float64
     np.testing.assert_array_equal(loaded.get_weights()["layers.0.W"], model.get_weights()["layers.0.W"])
@@ -47,7 +47,7 @@ def test_float64_models_round_trip(tmp_path):
 def test_the_file_holds_no_pickle_and_plain_json_metadata(tmp_path, trained):
     model, _ = trained
     path = tmp_path / "m.safetensors"
-    model.save(path)
+    nnx.save(model, path)
     data = path.read_bytes()
     (n,) = struct.unpack("<Q", data[:8])
     header = json.loads(data[8 : 8 + n])
@@ -131,7 +131,7 @@ def test_a_file_that_is_not_a_valid_model_raises_model_file_error_naming_it(tmp_
 def test_truncated_files_raise_model_file_error(tmp_path, trained):
     model, _ = trained
     path = tmp_path / "m.safetensors"
-    model.save(path)
+    nnx.save(model, path)
     data = path.read_bytes()
     for cut in (7, 8, 50, len(data) // 2, len(data) - 1):
         path.write_bytes(data[:cut])
@@ -142,15 +142,15 @@ def test_truncated_files_raise_model_file_error(tmp_path, trained):
 def test_a_failed_write_leaves_the_old_file_intact_and_no_temporary(tmp_path, trained, monkeypatch):
     model, _ = trained
     path = tmp_path / "m.safetensors"
-    model.save(path)
+    nnx.save(model, path)
     before = path.read_bytes()
 
     def disk_full(fd):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(model_file.os, "fsync", disk_full)
+    monkeypatch.setattr(files.os, "fsync", disk_full)
     with pytest.raises(OSError, match="No space left"):
-        nnx.Sequential(nnx.Dense(64, 10), backend="numpy", seed=9).save(path)
+        nnx.save(nnx.Sequential(nnx.Dense(64, 10), backend="numpy", seed=9), path)
     assert path.read_bytes() == before
     assert os.listdir(tmp_path) == ["m.safetensors"]
 
@@ -160,18 +160,18 @@ def test_a_folder_without_write_permission_raises_permission_error_and_keeps_the
 ):
     model, _ = trained
     path = tmp_path / "m.safetensors"
-    model.save(path)
+    nnx.save(model, path)
     before = path.read_bytes()
 
     def no_permission(**kwargs):  # what mkstemp raises in a read-only folder (root would bypass a chmod)
         raise PermissionError(13, "Permission denied", kwargs["dir"])
 
-    monkeypatch.setattr(model_file.tempfile, "mkstemp", no_permission)
+    monkeypatch.setattr(files.tempfile, "mkstemp", no_permission)
     with pytest.raises(PermissionError, match="Permission denied"):
-        model.save(path)
+        nnx.save(model, path)
     assert path.read_bytes() == before
 
 
 def test_saving_into_a_missing_folder_raises_file_not_found(tmp_path, trained):
     with pytest.raises(FileNotFoundError):
-        trained[0].save(tmp_path / "no" / "such" / "m.safetensors")
+        nnx.save(trained[0], tmp_path / "no" / "such" / "m.safetensors")

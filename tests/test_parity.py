@@ -122,7 +122,7 @@ def test_a_whole_forward_and_backward_pass_matches_numpy(rng, dtype):
         loss = nnx.SparseCategoricalCrossentropy()
         value, dlogits = loss.compute(be, model.forward(be.asarray(x)), be.asarray(y))
         model.backward(dlogits)
-        results[name] = (float(value), {k: be.to_numpy(g) for k, _, g in model.parameters()})
+        results[name] = (float(value), {k: be.to_numpy(g) for k, _, g in model.named_parameters()})
     assert results["cupy"][0] == pytest.approx(results["numpy"][0], rel=RTOL[dtype] * 10)
     for key, grad in results["numpy"][1].items():
         np.testing.assert_allclose(results["cupy"][1][key], grad, rtol=RTOL[dtype] * 100, atol=RTOL[dtype])
