@@ -7,13 +7,14 @@ history = model.fit(x, y, loss=nnx.SparseCategoricalCrossentropy(), optimizer=nn
 
 from nnx import datasets, errors
 from nnx.callbacks import Callback
+from nnx.history import History
 from nnx.layers import Dense, Dropout, Layer, ReLU, Softmax
 from nnx.losses import Loss, SparseCategoricalCrossentropy
 from nnx.model import Sequential
 from nnx.model_file import load, save
 from nnx.optimizers import SGD, Adam, AdamW, ClipGradNorm, Optimizer
 from nnx.schedules import Cosine, Schedule, StepDecay
-from nnx.training import History, train_step
+from nnx.training import train_step
 
 __version__ = "0.1.0"
 

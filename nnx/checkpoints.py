@@ -13,10 +13,10 @@ from typing import Any
 
 from nnx.callbacks import Callback
 from nnx.errors import ModelFileError
+from nnx.history import History
 from nnx.model import Sequential
 from nnx.model_file import model_from, read, save
 from nnx.optimizers import Optimizer
-from nnx.training import History
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 

@@ -16,6 +16,7 @@ from nnx import training
 from nnx.callbacks import Callback
 from nnx.checks import check_features, check_positive_int
 from nnx.errors import ConfigError, DTypeError, ShapeError
+from nnx.history import History
 from nnx.layers import Dense, Layer, ReLU, Softmax
 from nnx.losses import Loss, SparseCategoricalCrossentropy
 from nnx.optimizers import Optimizer
@@ -192,7 +193,7 @@ class Sequential:
         callbacks: tuple[Callback, ...] | list[Callback] = (),
         initial_epoch: int = 0,
         check_every: int | None = None,
-    ) -> training.History:
+    ) -> History:
         """Train for ``epochs`` epochs; see nnx.training.fit."""
         return training.fit(
             self,

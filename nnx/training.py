@@ -12,7 +12,6 @@ every ``check_every`` steps on a GPU.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import signal
 import threading
@@ -28,6 +27,7 @@ from nnx.buffers import BufferCache
 from nnx.callbacks import Callback
 from nnx.checks import check_features, check_positive_int
 from nnx.errors import ConfigError, OutOfDeviceMemory, TrainingDiverged, TrainingInterrupted
+from nnx.history import History
 from nnx.layers import Dropout
 from nnx.losses import Loss
 from nnx.optimizers import Optimizer
@@ -35,29 +35,6 @@ from nnx.schedules import Schedule
 
 if TYPE_CHECKING:
     from nnx.model import Sequential
-
-
-@dataclass
-class History:
-    """Per-epoch metrics of ``fit``: lists indexed by epoch (val_* empty without validation data;
-    accuracy empty for a loss that is not a classification loss)."""
-
-    epoch: list[int] = field(default_factory=list)
-    loss: list[float] = field(default_factory=list)
-    accuracy: list[float] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
-    val_accuracy: list[float] = field(default_factory=list)
-    lr: list[float] = field(default_factory=list)
-    seconds: list[float] = field(default_factory=list)
-
-    def append(self, logs: dict[str, float]) -> None:
-        for key, value in logs.items():
-            getattr(self, key).append(value)
-
-    def extend(self, other: History) -> None:
-        """Append the epochs of ``other`` (a resumed run) to these."""
-        for key, values in dataclasses.asdict(other).items():
-            getattr(self, key).extend(values)
 
 
 def train_step(

@@ -13,6 +13,7 @@ import pytest
 import nnx
 from nnx import files
 from nnx.errors import ModelFileError
+from tests.conftest import TOLERANCE
 
 st_save = pytest.importorskip("safetensors.numpy", reason="model files need safetensors").save
 
@@ -32,7 +33,10 @@ def test_save_then_load_gives_identical_predictions_and_architecture(tmp_path, t
     loaded = nnx.load(path, backend=backend)
     assert repr(loaded.layers) == repr(model.layers)
     assert loaded.training_info == {"epochs": 2}
-    np.testing.assert_allclose(loaded.predict(xt), model.predict(xt), rtol=1e-6)
+    for name, w in model.get_weights().items():
+        np.testing.assert_array_equal(loaded.get_weights()[name], w)  # the weights, bit for bit
+    tol = TOLERANCE["float32"]  # the predictions, up to the backends' float32 summation order
+    np.testing.assert_allclose(loaded.predict(xt), model.predict(xt), rtol=tol, atol=tol)
     assert loaded.backend is backend
 
 
@@ -175,3 +179,15 @@ def test_a_folder_without_write_permission_raises_permission_error_and_keeps_the
 def test_saving_into_a_missing_folder_raises_file_not_found(tmp_path, trained):
     with pytest.raises(FileNotFoundError):
         nnx.save(trained[0], tmp_path / "no" / "such" / "m.safetensors")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077])
+def test_files_get_the_mode_open_would_give_them(tmp_path, trained, umask):
+    import os
+
+    old = os.umask(umask)
+    try:
+        nnx.save(trained[0], tmp_path / "m.safetensors")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
