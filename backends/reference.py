@@ -1,6 +1,7 @@
 """Plain NumPy references for every backend kernel: simple, out-of-place, obviously right.
 
-Tests hold each backend's kernels against these; nothing else calls them.
+Tests hold each backend's kernels against these (tests/test_kernels.py); nothing else calls them.
+They compute in whatever dtype they are given: the tests give them float64.
 """
 
 from __future__ import annotations
@@ -55,3 +56,21 @@ def sgd_update(param: np.ndarray, grad: np.ndarray, lr: float) -> np.ndarray:
 
 def sgd_matmul_update(param: np.ndarray, a: np.ndarray, b: np.ndarray, lr: float) -> np.ndarray:
     return param - lr * (a @ b)
+
+
+def momentum_update(
+    p: np.ndarray, g: np.ndarray, v: np.ndarray, lr: float, mu: float, nesterov: bool, decay: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """(p, v) after one SGD-with-momentum step: v ← μ·v + g; p ← p·decay − lr·(v, or g + μ·v with Nesterov)."""
+    v = mu * v + g
+    return p * decay - lr * (g + mu * v if nesterov else v), v
+
+
+def adam_update(
+    p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, b1: float, b2: float, eps: float, decay: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(p, m, v) after one Adam step whose bias correction is folded into lr and eps:
+    m ← β1·m + (1 − β1)·g; v ← β2·v + (1 − β2)·g²; p ← p·decay − lr·m/(√v + eps)."""
+    m = b1 * m + (1 - b1) * g
+    v = b2 * v + (1 - b2) * g * g
+    return p * decay - lr * m / (np.sqrt(v) + eps), m, v
