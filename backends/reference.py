@@ -67,10 +67,12 @@ def momentum_update(
 
 
 def adam_update(
-    p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, lr: float, b1: float, b2: float, eps: float, decay: float
+    p: np.ndarray, g: np.ndarray, m: np.ndarray, v: np.ndarray, *hyper: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(p, m, v) after one Adam step whose bias correction is folded into lr and eps:
-    m ← β1·m + (1 − β1)·g; v ← β2·v + (1 − β2)·g²; p ← p·decay − lr·m/(√v + eps)."""
+    m ← β1·m + (1 − β1)·g; v ← β2·v + (1 − β2)·g²; p ← p·decay − lr·m/(√v + eps).
+    ``hyper``: lr, β1, β2, eps, decay."""
+    lr, b1, b2, eps, decay = hyper
     m = b1 * m + (1 - b1) * g
     v = b2 * v + (1 - b2) * g * g
     return p * decay - lr * m / (np.sqrt(v) + eps), m, v

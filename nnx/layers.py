@@ -117,6 +117,7 @@ class Dense(Layer):
         }
         self._grads = {k: backend.zeros(v.shape, self.dtype) for k, v in self.params.items()}
         self._factors = None
+        self._ones: dict[int, Array] = {}  # (1, N) rows of ones by N: db = 1ᵀ·dy
 
     def param_shapes(self) -> dict[str, tuple[int, ...]]:
         return {"W": (self.in_features, self.out_features), "b": (self.out_features,)}
@@ -161,7 +162,9 @@ class Dense(Layer):
         if self._factors is None:
             return {}
         x, dy = self._factors
-        ones = self._buffers.get("ones", x.shape[0], lambda: self.backend.xp.ones((1, x.shape[0]), self.dtype))
+        ones = self._ones.get(x.shape[0])
+        if ones is None:
+            ones = self._ones[x.shape[0]] = self.backend.xp.ones((1, x.shape[0]), self.dtype)
         return {"W": (x.T, dy), "b": (ones, dy)}
 
 

@@ -5,6 +5,7 @@ nnx.model_file (``nnx.save`` / ``nnx.load``).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,6 +24,7 @@ from nnx.optimizers import Optimizer
 from nnx.schedules import Schedule
 
 DTYPES = ("float32", "float64")
+_BUILDS = itertools.count()
 
 
 class Sequential:
@@ -79,6 +81,7 @@ class Sequential:
         mask the gradient buffer of the Dense after it in place, and skip the input gradient of
         the lowest layer with parameters."""
         self.backend = backend
+        self.build_id = next(_BUILDS)  # new parameter arrays: optimizers look them up again
         rng = np.random.default_rng(self.seed)
         for layer in self.layers:
             layer.build(backend, self.dtype, rng)

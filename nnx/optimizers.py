@@ -63,6 +63,8 @@ class Optimizer:
         self.t = 0  # completed steps
         self.state: dict[str, dict[str, Array]] = {}
         self._scratch: dict[str, Array] = {}
+        self._plan: list[tuple[Any, list[tuple[Any, ...]]]] = []
+        self._plan_for: tuple[int, int] | None = None
 
     @property
     def folds_products(self) -> bool:
@@ -73,16 +75,13 @@ class Optimizer:
         """Apply one update to every parameter of ``model`` from its gradient."""
         self.t += 1
         backend = model.backend
+        fold = self.folds_products
         decay = 1.0 - self.lr * self.weight_decay
-        for prefix, layer in model.named_layers():
-            factors = layer.grad_factors() if self.folds_products else {}
-            for key, p in layer.params.items():
-                name = f"{prefix}.{key}"
-                scratch = self._array(self._scratch, name, p, backend.empty)
-                if key in factors:
-                    a, b = factors[key]
-                    shape = (a.shape[0], b.shape[1])  # a bias (M,) is updated as a (1, M) row
-                    backend.sgd_matmul_update(p.reshape(shape), a, b, self.lr, scratch.reshape(shape))
+        for layer, entries in self._parameters_of(model):
+            factors = layer.grad_factors() if fold else {}
+            for key, name, p, p_rows, scratch, scratch_rows in entries:
+                if key in factors:  # p ← p − lr·a·b; a bias (M,) is updated as a (1, M) row
+                    backend.sgd_matmul_update(p_rows, *factors[key], self.lr, scratch_rows)
                     continue
                 slots = {s: self._array(self.state.setdefault(name, {}), s, p, backend.zeros) for s in self.slot_names}
                 flat = [a.reshape(-1) for a in (p, layer.grads[key], scratch, *slots.values())]
@@ -90,6 +89,23 @@ class Optimizer:
                 for lo in range(0, p.size, chunk):
                     pc, gc, sc, *state = (a[lo : lo + chunk] for a in flat)
                     self.update(backend, pc, gc, dict(zip(slots, state, strict=True)), sc, decay)
+
+    def _parameters_of(self, model: Any) -> list[tuple[Any, list[tuple[Any, ...]]]]:
+        """(layer, [(key, name, p, p as rows, scratch, scratch as rows)]) of every layer with
+        parameters, made once per model build (``model.build_id``): a step spends no Python time
+        on names, views or look-ups."""
+        if self._plan_for != (id(model), model.build_id):
+            self._plan = []
+            for prefix, layer in model.named_layers():
+                entries = []
+                for key, p in layer.params.items():
+                    name = f"{prefix}.{key}"
+                    scratch = self._array(self._scratch, name, p, model.backend.empty)
+                    rows = (lambda a: a.reshape(1, -1)) if p.ndim == 1 else (lambda a: a)
+                    entries.append((key, name, p, rows(p), scratch, rows(scratch)))
+                self._plan.append((layer, entries))
+            self._plan_for = (id(model), model.build_id)
+        return self._plan
 
     def update(
         self, backend: Backend, p: Array, g: Array, slots: dict[str, Array], scratch: Array, decay: float
