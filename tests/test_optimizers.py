@@ -14,6 +14,8 @@ from nnx.errors import ConfigError
 class OneParam:
     """A stand-in model of one layer with one parameter, "model.w", for optimizer tests."""
 
+    build_id = 0
+
     def __init__(self, backend, p, g):
         self.backend = backend
         self.params, self.grads = {"w": backend.asarray(p.copy())}, {"w": backend.asarray(g.copy())}
