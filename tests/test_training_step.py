@@ -136,3 +136,19 @@ def test_any_loss_trains_and_evaluates_a_regression_without_accuracy(rng):
     np.testing.assert_allclose(model.get_weights()["layers.0.b"], [0.25, 0.25], atol=1e-3)
     with pytest.raises(nnx.errors.ShapeError, match=r"y must have shape \(256, 2\); got \(256,\)"):
         model.fit(x, y[:, 0], loss=loss, optimizer=nnx.SGD(0.1), epochs=1)
+
+
+def test_to_moves_the_weights_to_another_backend_object_and_training_goes_on_there(rng):
+    """A real move (a new backend instance, new arrays), then steps with the same optimizer
+    update the new arrays, not the old ones."""
+    x, y = rng.standard_normal((16, 6)), rng.integers(0, 4, 16)
+    model, optimizer = network("numpy"), nnx.SGD(0.1)
+    model.train_step(x, y, nnx.SparseCategoricalCrossentropy(), optimizer)
+    weights, old_arrays = model.get_weights(), list(model.parameters())
+    target = NumpyBackend(None)
+    assert model.to(target) is model and model.backend is target
+    assert all(new is not old for new, old in zip(model.parameters(), old_arrays, strict=True))
+    for name, w in model.get_weights().items():
+        np.testing.assert_array_equal(w, weights[name])
+    model.train_step(x, y, nnx.SparseCategoricalCrossentropy(), optimizer)
+    assert all(not np.array_equal(w, weights[name]) for name, w in model.get_weights().items())
