@@ -1,4 +1,4 @@
-"""The README's API example runs as written."""
+"""The README's API examples run as written, in order, in one namespace."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ import pytest
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def test_the_api_example_in_the_readme_runs(tmp_path, monkeypatch, capsys):
+def test_the_api_examples_in_the_readme_run(tmp_path, monkeypatch, capsys):
     pytest.importorskip("safetensors", reason="the example saves a model file")
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.S)
     assert blocks, "the README has no python example"
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(compile(blocks[0], "README.md", "exec"), namespace)
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)
     assert namespace["model"].evaluate(namespace["x_test"], namespace["y_test"])["accuracy"] >= 0.95
     assert (tmp_path / "digits.safetensors").exists()
     assert "accuracy" in capsys.readouterr().out
