@@ -1,17 +1,13 @@
-"""The CuPy backend's kernels. Imported only by ``backends.cupy_backend`` once CuPy is known to work.
+"""The CuPy backend's kernels. Imported only by ``backends.cupy_backend`` once CuPy is known to work;
+their CUDA sources live in ``backends.cuda_sources`` (no CuPy there, so they compile in tests anywhere).
 
-cuBLAS does the matrix products (the contract's ``xp.matmul`` into ``out``); the
-elementwise kernels fuse what NumPy does in two passes (and the optimizer steps, in
-eight); the softmax-cross-entropy
-is one RawKernel with a block per row:
-
-    pass 1: an online max and sum of exp over the row (one read), reduced across the block
-    pass 2: dlogits = (exp(z - lse) - onehot) / N (one write; the row is re-read from
-            shared memory when it fits there, else from global memory)
-
-and the per-row losses are summed on the device, so the loss stays a device scalar.
-A label outside [0, C) makes that row's loss NaN, which fit reports; it never
-indexes out of bounds.
+cuBLAS does the matrix products (the contract's ``xp.matmul`` into ``out``, and the SGD step
+W ← W − lr·A·B as one gemm); the elementwise kernels fuse what NumPy does in two passes (and the
+optimizer steps, in eight); the softmax-cross-entropy is one RawKernel with a block per row
+(softmax_xent.cu): the row max, the sum of exp(z − max), then dlogits in one write, reading the row
+from shared memory after the first pass when it fits there. The per-row losses (float64) are summed
+on the device, so the loss stays a device scalar. A label outside [0, C) makes that row's loss and
+dlogits NaN, which fit reports; it never indexes out of bounds.
 """
 
 from __future__ import annotations
@@ -19,51 +15,40 @@ from __future__ import annotations
 from typing import Any
 
 import cupy
+import cupy.cublas
 import numpy as np
 
-from backends.contract import AdamStep, Array, Backend, MomentumStep
-from backends.cupy_backend import softmax_xent_source
+from backends.contract import AdamStep, Array, Backend, MomentumStep, denormal_floor
+from backends.cuda_sources import (
+    ADAM_UPDATE,
+    BIAS_RELU,
+    FLOAT_TYPES,
+    LOSS_DTYPE,
+    MOMENTUM_UPDATE,
+    RELU_BACKWARD,
+    SGD_UPDATE,
+    check_loss_arguments,
+    softmax_xent_source,
+)
 
-_KERNELS = {
-    np.dtype(dtype): cupy.RawKernel(*softmax_xent_source(c_type))
-    for dtype, c_type in ((np.float32, "float"), (np.float64, "double"))
-}
+_KERNELS = {dtype: cupy.RawKernel(*softmax_xent_source(c_type)) for dtype, c_type in FLOAT_TYPES.items()}
 _SHARED_BYTES = 40 * 1024  # cache rows up to this size in shared memory (the default limit is 48 KiB)
 
-_bias_relu = cupy.ElementwiseKernel("T b", "T y", "y = max(y + b, (T)0)", "nnx_bias_relu")
-_relu_backward = cupy.ElementwiseKernel("T g, T y", "T out", "out = y > (T)0 ? g : (T)0", "nnx_relu_backward")
-_sgd_update = cupy.ElementwiseKernel("T g, float64 lr", "T p", "p = p - (T)lr * g", "nnx_sgd_update")
-# The optimizer steps of backends/contract.py in one kernel each; FLUSH is 2**-60 (see flush_tiny).
-_FLUSH = "const T f = (T)8.673617379884035e-19;"
-_momentum_update = cupy.ElementwiseKernel(
-    "T g, float64 lr, float64 mu, int32 nesterov, float64 decay, int32 flush",
-    "T p, T v",
-    _FLUSH
-    + """
-    T vi = v * (T)mu + g;
-    if (flush) vi = (vi + f) - f;
-    v = vi;
-    p = p * (T)decay - (nesterov ? vi * (T)mu + g : vi) * (T)lr;
-    """,
-    "nnx_momentum_update",
-)
-_adam_update = cupy.ElementwiseKernel(
-    "T g, float64 lr, float64 b1, float64 b2, float64 eps, float64 decay, int32 flush",
-    "T p, T m, T v",
-    _FLUSH
-    + """
-    T mi = m * (T)b1 + g * (T)(1.0 - b1);
-    T vi = v * (T)b2 + (g * g) * (T)(1.0 - b2);
-    if (flush) {
-        mi = (mi + f) - f;
-        vi = (vi + f) - f;
-    }
-    m = mi;
-    v = vi;
-    p = p * (T)decay - (mi / (sqrt(vi) + (T)eps)) * (T)lr;
-    """,
-    "nnx_adam_update",
-)
+_bias_relu = cupy.ElementwiseKernel(*BIAS_RELU)
+_relu_backward = cupy.ElementwiseKernel(*RELU_BACKWARD)
+_sgd_update = cupy.ElementwiseKernel(*SGD_UPDATE)
+_momentum_update = cupy.ElementwiseKernel(*MOMENTUM_UPDATE)
+_adam_update = cupy.ElementwiseKernel(*ADAM_UPDATE)
+
+
+def _gemm_ready(*arrays: Array) -> bool:
+    """Whether cupy.cublas.gemm takes these 2-D arrays as they are: one float dtype, no empty axis,
+    each C- or F-contiguous (a transposed view of a C-contiguous array is F-contiguous)."""
+    dtype = arrays[0].dtype
+    return dtype in FLOAT_TYPES and all(
+        a.ndim == 2 and a.dtype == dtype and a.size > 0 and (a.flags.c_contiguous or a.flags.f_contiguous)
+        for a in arrays
+    )
 
 
 class CupyBackend(Backend):
@@ -99,6 +84,17 @@ class CupyBackend(Backend):
     def sgd_update(self, param: Array, grad: Array, lr: float, scratch: Array) -> None:
         _sgd_update(grad, float(lr), param)
 
+    def sgd_matmul_update(self, param: Array, a: Array, b: Array, lr: float, scratch: Array) -> None:
+        """param -= lr * (a @ b) as one cuBLAS gemm (alpha = −lr, beta = 1) into param.
+        a: (M, K), b: (K, N), param: (M, N); the contract's two passes for layouts gemm cannot take."""
+        m, k = a.shape
+        if _gemm_ready(param, a, b) and b.shape[0] == k and param.shape == (m, b.shape[1]):
+            # 'N', 'N': op(a) = a as it is; cupy.cublas.gemm itself maps C- and F-order to cuBLAS's
+            # column-major operands, and writes a C- or F-contiguous out in place.
+            cupy.cublas.gemm("N", "N", a, b, out=param, alpha=-float(lr), beta=1.0)
+            return
+        super().sgd_matmul_update(param, a, b, lr, scratch)
+
     def momentum_update(self, p: Array, g: Array, v: Array, step: MomentumStep, scratch: Array) -> None:
         lr, momentum, nesterov, decay, flush = step
         _momentum_update(g, float(lr), float(momentum), np.int32(nesterov), float(decay), np.int32(flush), p, v)
@@ -108,22 +104,29 @@ class CupyBackend(Backend):
         _adam_update(g, *map(float, scalars), np.int32(flush), p, m, v)
 
     def loss_workspace(self, n: int, c: int, dtype: Any) -> dict[str, Array]:
-        return {"row_loss": cupy.empty(n, dtype)}
+        return {"row_loss": cupy.empty(n, LOSS_DTYPE)}
 
     def softmax_cross_entropy(
         self, logits: Array, labels: Array, dlogits: Array, workspace: dict[str, Array] | None = None
     ) -> Array:
+        """The contract's fused loss in one kernel launch; returns the mean loss as a 0-d float64 array.
+        Raises ValueError or TypeError (naming the argument) for arguments the kernel cannot take."""
+        for arg, value in (("logits", logits), ("labels", labels), ("dlogits", dlogits)):
+            if not isinstance(value, cupy.ndarray):
+                raise TypeError(f"{arg} must be a cupy.ndarray; got {type(value).__name__}")
+        check_loss_arguments(logits, labels, dlogits, workspace["row_loss"] if workspace else None)
         n, c = logits.shape
+        row_loss = workspace["row_loss"] if workspace else cupy.empty(n, LOSS_DTYPE)
         logits = cupy.ascontiguousarray(logits)
         labels = cupy.ascontiguousarray(labels, dtype=cupy.int64)
-        row_loss = (workspace or self.loss_workspace(n, c, logits.dtype))["row_loss"]
         threads = int(min(1024, max(32, 1 << max(c // 4 - 1, 1).bit_length())))
         row_bytes = c * logits.dtype.itemsize
         cache = row_bytes <= _SHARED_BYTES
+        lowest = logits.dtype.type(denormal_floor(logits.dtype, n * c))
         _KERNELS[logits.dtype](
             (n,),
             (threads,),
-            (logits, labels, dlogits, row_loss, np.int32(n), np.int32(c), np.int32(cache)),
+            (logits, labels, dlogits, row_loss, np.int32(n), np.int32(c), lowest, np.int32(cache)),
             shared_mem=row_bytes if cache else 0,
         )
         return row_loss.sum() / n
