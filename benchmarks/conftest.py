@@ -13,6 +13,21 @@ from backends.numpy_backend import COMPILED, NumpyBackend
 GPU_MISSING = unavailable_reason("cupy")
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config):
+    """The suite's benchmark defaults (kept out of addopts, so that plain pytest runs without the
+    plugin); options given on the command line win."""
+    if not config.pluginmanager.hasplugin("benchmark"):
+        return
+    option, given = config.option, " ".join(config.invocation_params.args)
+    if "--benchmark-warmup" not in given:
+        option.benchmark_warmup = True
+    if "--benchmark-min-rounds" not in given:
+        option.benchmark_min_rounds = 7
+    if "--benchmark-columns" not in given:
+        option.benchmark_columns = ["min", "median", "max", "iqr", "rounds"]
+
+
 @pytest.fixture(
     params=[
         pytest.param("numpy", id="numpy"),
