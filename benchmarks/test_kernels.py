@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from backends import reference
 from backends.contract import AdamStep
 from benchmarks.compare import plain_numpy_loss
 from benchmarks.conftest import synced
@@ -56,11 +57,24 @@ def test_relu_backward(benchmark, backend, arrays):
     np.testing.assert_array_equal(rows(backend, out), np.where(host["y"][:8] > 0, host["g"][:8], 0))
 
 
+def check_one_step(backend, param, step, expected_of):
+    """After the timed runs: one more step, whose change of the first rows of ``param`` must be
+    the one ``expected_of(rows before)`` gives (so a wrong sign or a no-op fails)."""
+    before = rows(backend, param).astype(np.float64)
+    step()
+    after, expected = rows(backend, param), expected_of(before)
+    assert np.abs(expected - before).max() > 1e-3  # a step large enough to see
+    np.testing.assert_allclose(after - before, expected - before, rtol=1e-3, atol=1e-4)
+
+
 def test_sgd_update(benchmark, backend, arrays):
     host, dev = arrays
     scratch = backend.empty((IN, OUT), np.float32)
     benchmark(synced(backend, lambda: backend.sgd_update(dev["w"], dev["g"][:IN], 1e-9, scratch)))
-    assert np.abs(rows(backend, dev["w"]) - host["w"][:8]).max() < 1e-3  # many tiny steps, still close
+    g = host["g"][:8].astype(np.float64)
+    check_one_step(
+        backend, dev["w"], lambda: backend.sgd_update(dev["w"], dev["g"][:IN], 0.5, scratch), lambda w: w - 0.5 * g
+    )
 
 
 def test_sgd_matmul_update(benchmark, backend, arrays):
@@ -69,7 +83,13 @@ def test_sgd_matmul_update(benchmark, backend, arrays):
     host, dev = arrays
     scratch = backend.empty((IN, OUT), np.float32)
     benchmark(synced(backend, lambda: backend.sgd_matmul_update(dev["w"], dev["x"].T, dev["g"], 1e-9, scratch)))
-    assert np.abs(rows(backend, dev["w"]) - host["w"][:8]).max() < 1e-2
+    product = host["x"].T[:8].astype(np.float64) @ host["g"]
+    check_one_step(
+        backend,
+        dev["w"],
+        lambda: backend.sgd_matmul_update(dev["w"], dev["x"].T, dev["g"], 1e-3, scratch),
+        lambda w: w - 1e-3 * product,
+    )
 
 
 def test_adam_update(benchmark, backend, arrays):
@@ -83,7 +103,14 @@ def test_adam_update(benchmark, backend, arrays):
     benchmark(
         synced(backend, lambda: backend.adam_update(p, g, m, v, AdamStep(1e-9, 0.9, 0.999, 1e-8, 1.0, False), scratch))
     )
-    assert np.abs(rows(backend, dev["w"]) - host["w"][:8]).max() < 1e-3
+    m_rows, v_rows = (backend.to_numpy(a[: 8 * OUT]).astype(np.float64).reshape(8, OUT) for a in (m, v))
+    hyper = (1e-2, 0.9, 0.999, 1e-8, 1.0)
+    check_one_step(
+        backend,
+        dev["w"],
+        lambda: backend.adam_update(p, g, m, v, AdamStep(*hyper, False), scratch),
+        lambda w: reference.adam_update(w, host["g"][:8].astype(np.float64), m_rows, v_rows, *hyper)[0],
+    )
 
 
 @pytest.fixture
