@@ -19,12 +19,8 @@ from typing import Any
 import numpy as np
 
 from backends.blas import Gemm, find_gemm
+from backends.compiled import COMPILED, UNAVAILABLE
 from backends.contract import AdamStep, Array, Backend, MomentumStep
-
-try:
-    from backends import _cpu_kernels as COMPILED
-except ImportError:  # built without a C compiler: NumPy alone
-    COMPILED = None
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -57,7 +53,7 @@ class NumpyBackend(Backend):
     def kernel_status(self) -> str:
         """How this backend runs its hot kernels, for reports (``nnx info``, the benchmarks)."""
         if self.kernels is None:
-            return "NumPy only" + (" (the C extension was not built)" if COMPILED is None else "")
+            return "NumPy only" + (f" ({UNAVAILABLE})" if COMPILED is None else "")
         if self.gemm is None:
             return "compiled; SGD update in two steps (no BLAS gemm found)"
         return f"compiled; SGD update as one gemm of {self.gemm.library.rsplit('/', 1)[-1]}"

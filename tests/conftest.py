@@ -15,10 +15,11 @@ import pytest
 
 from backends import get_backend, unavailable_reason
 from backends.blas import find_gemm
+from backends.compiled import UNAVAILABLE
 from backends.numpy_backend import COMPILED, NumpyBackend
 
 if os.environ.get("NNX_REQUIRE_COMPILED") == "1" and COMPILED is None:
-    raise RuntimeError("NNX_REQUIRE_COMPILED=1 but backends._cpu_kernels was not built")
+    raise RuntimeError(f"NNX_REQUIRE_COMPILED=1 but the compiled CPU kernels cannot be used: {UNAVAILABLE}")
 
 CUPY_MISSING = unavailable_reason("cupy")
 requires_gpu = pytest.mark.skipif(CUPY_MISSING is not None, reason=f"no GPU backend: {CUPY_MISSING}")

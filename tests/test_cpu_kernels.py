@@ -130,3 +130,25 @@ def test_optimizer_kernels_refuse_arrays_of_different_sizes():
         COMPILED.adam(a, a, b, a, False, 1e-3, 0.9, 0.999, 1e-8, 1.0, False)
     with pytest.raises(ValueError, match="must be the same size"):
         COMPILED.momentum(a, b, a, False, 0.1, 0.9, False, 1.0, False)
+
+
+def test_the_c_source_records_its_own_digest():
+    from backends.compiled import SOURCE, recorded_digest, source_digest
+
+    text = SOURCE.read_bytes()
+    digest = source_digest(text)
+    assert recorded_digest(text) == digest, f"after editing cpu_kernels.c, set NNX_SOURCE_SHA256 to {digest}"
+    assert digest == COMPILED.SOURCE_SHA256  # the module in use was built from this source
+
+
+def test_a_module_built_from_other_source_is_refused_saying_why(tmp_path):
+    from types import SimpleNamespace
+
+    from backends.compiled import SOURCE, check
+
+    stale = SimpleNamespace(SOURCE_SHA256="0" * 64, __file__=str(tmp_path / "_cpu_kernels.so"))
+    reason = check(stale)
+    assert "stale: built from source 000000000000, but cpu_kernels.c is" in reason and "rebuild" in reason
+    assert "(unrecorded)" in check(SimpleNamespace(__file__="old.so"))  # built before digests were recorded
+    assert check(COMPILED) == "" and check(stale, tmp_path / "absent.c") == ""  # no source beside it: a wheel
+    assert SOURCE.name == "cpu_kernels.c"
