@@ -23,7 +23,7 @@
 #include <Python.h>
 /* The SHA-256 of this file with this digest left out (backends/compiled.py checks the built module
  * against the source; tests/test_cpu_kernels.py says the new value after an edit). */
-#define NNX_SOURCE_SHA256 "03c1989c8a6cde29e8f06ddf799958d79e3881f08b97232d088fd8fab2c46dd7"
+#define NNX_SOURCE_SHA256 "12f66c1e24605899eabebad608253c6cfbb42dae21dfb6881ed31d09af893c4d"
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -73,6 +73,7 @@ static inline float exp_nonpositive(float t) {
  * backends/contract.py: it keeps the products of the backward pass out of the denormals).
  * A row holding NaN or +Inf, only -Inf, or a label outside [0, c) gives NaN (as the CUDA kernel
  * does for a label); a -Inf entry alone is a probability of 0, as with NumPy. */
+#define SUM_BLOCK 1024
 #define DEFINE_XENT_ROW(NAME, T, EXP)                                                                             \
     static inline __attribute__((always_inline)) double NAME(const T *z, int64_t label, T *d, int64_t c, T inv_n, \
                                                              T lowest) {                                          \
@@ -87,19 +88,25 @@ static inline float exp_nonpositive(float t) {
             for (int64_t j = 0; j < c; j++) d[j] = (T)NAN;                                                        \
             return NAN;                                                                                           \
         }                                                                                                         \
-        T sum = 0;                                                                                                \
-        _Pragma("omp simd reduction(+ : sum)")                                                                    \
-        for (int64_t j = 0; j < c; j++) {                                                                         \
-            T t = z[j] - m;                                                                                       \
-            T e = EXP(t < lowest ? lowest : t);                                                                   \
-            d[j] = e;                                                                                             \
-            sum += e;                                                                                             \
+        double total = 0; /* blocks of SUM_BLOCK summed in T, the blocks in double: accurate unvectorised too */ \
+        for (int64_t lo = 0; lo < c; lo += SUM_BLOCK) {                                                           \
+            const int64_t hi = lo + SUM_BLOCK < c ? lo + SUM_BLOCK : c;                                           \
+            T block = 0;                                                                                          \
+            _Pragma("omp simd reduction(+ : block)")                                                              \
+            for (int64_t j = lo; j < hi; j++) {                                                                   \
+                T t = z[j] - m;                                                                                   \
+                T e = EXP(t < lowest ? lowest : t);                                                               \
+                d[j] = e;                                                                                         \
+                block += e;                                                                                       \
+            }                                                                                                     \
+            total += block;                                                                                       \
         }                                                                                                         \
+        const T sum = (T)total;                                                                                   \
         const T scale = inv_n / sum;                                                                              \
         _Pragma("omp simd")                                                                                       \
         for (int64_t j = 0; j < c; j++) d[j] *= scale;                                                            \
         d[label] -= inv_n;                                                                                        \
-        return log((double)sum) - (double)(z[label] - m);                                                         \
+        return log(total) - (double)(z[label] - m);                                                               \
     }
 
 DEFINE_XENT_ROW(xent_row_f32, float, exp_nonpositive)
