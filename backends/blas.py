@@ -51,8 +51,8 @@ def loaded_blas_libraries() -> list[str]:
     except ImportError:  # a dependency of nnx; absent only in a hand-made environment
         return []
     paths = [info["filepath"] for info in threadpool_info() if info.get("user_api") == "blas"]
-    numpy_root = os.path.dirname(os.path.dirname(np.__file__))
-    return sorted(paths, key=lambda path: not os.path.realpath(path).startswith(os.path.realpath(numpy_root)))
+    numpy_dir = os.path.realpath(os.path.dirname(np.__file__))  # its wheels' BLAS: numpy.libs/ or numpy/.dylibs/
+    return sorted(paths, key=lambda path: not os.path.realpath(path).startswith(numpy_dir))
 
 
 def gemm_in(path: str) -> Gemm | None:

@@ -130,3 +130,11 @@ def test_numpy_backend_falls_back_to_the_contract_where_blas_declines(rng):
     Backend.sgd_matmul_update(NUMPY, generic, a, b, 0.1, np.empty_like(p))
     np.testing.assert_allclose(folded, p - 0.1 * (a @ b), rtol=1e-6, atol=1e-6)
     np.testing.assert_array_equal(folded, generic)
+
+
+def test_numpy_s_own_blas_comes_first_when_another_is_loaded_too():
+    lp64 = pytest.importorskip("scipy_openblas32", reason="scipy-openblas32 (the test extra) is not installed")
+    import ctypes
+
+    ctypes.CDLL(os.path.join(lp64.get_lib_dir(), "libscipy_openblas.so"))  # a second BLAS in the process
+    assert len(loaded_blas_libraries()) >= 2 and find_gemm() == FOUND
