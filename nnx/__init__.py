@@ -2,21 +2,75 @@
 
 model = nnx.Sequential(nnx.Dense(64, 64), nnx.ReLU(), nnx.Dense(64, 10), seed=0)
 history = model.fit(x, y, loss=nnx.SparseCategoricalCrossentropy(), optimizer=nnx.SGD(0.1),
-                    epochs=20, batch_size=32)
+                    epochs=20, batch_size=32, verbose=2)
+
+The names below are imported on first use, so that ``import nnx`` (and the ``nnx`` command's
+start, where Ctrl-C must already be answered with one line) does not wait for NumPy.
 """
 
-from nnx import datasets, errors
-from nnx.callbacks import Callback
-from nnx.history import History
-from nnx.layers import Dense, Dropout, Layer, ReLU, Softmax
-from nnx.losses import Loss, SparseCategoricalCrossentropy
-from nnx.model import Sequential
-from nnx.model_file import load, save
-from nnx.optimizers import SGD, Adam, AdamW, ClipGradNorm, Optimizer
-from nnx.schedules import Cosine, Schedule, StepDecay
-from nnx.training import train_step
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# name -> the module that defines it ("" for the submodules nnx.datasets and nnx.errors)
+_EXPORTS = {
+    "Callback": "nnx.callbacks",
+    "History": "nnx.history",
+    "Dense": "nnx.layers",
+    "Dropout": "nnx.layers",
+    "Layer": "nnx.layers",
+    "ReLU": "nnx.layers",
+    "Softmax": "nnx.layers",
+    "Loss": "nnx.losses",
+    "SparseCategoricalCrossentropy": "nnx.losses",
+    "Sequential": "nnx.model",
+    "load": "nnx.model_file",
+    "save": "nnx.model_file",
+    "SGD": "nnx.optimizers",
+    "Adam": "nnx.optimizers",
+    "AdamW": "nnx.optimizers",
+    "ClipGradNorm": "nnx.optimizers",
+    "Optimizer": "nnx.optimizers",
+    "LineProgress": "nnx.progress",
+    "TqdmProgress": "nnx.progress",
+    "Cosine": "nnx.schedules",
+    "Schedule": "nnx.schedules",
+    "StepDecay": "nnx.schedules",
+    "UnscaledInputWarning": "nnx.training",
+    "train_step": "nnx.training",
+    "datasets": "",
+    "errors": "",
+}
+
+if TYPE_CHECKING:  # the same names, for type checkers and editors
+    from nnx import datasets, errors
+    from nnx.callbacks import Callback
+    from nnx.history import History
+    from nnx.layers import Dense, Dropout, Layer, ReLU, Softmax
+    from nnx.losses import Loss, SparseCategoricalCrossentropy
+    from nnx.model import Sequential
+    from nnx.model_file import load, save
+    from nnx.optimizers import SGD, Adam, AdamW, ClipGradNorm, Optimizer
+    from nnx.progress import LineProgress, TqdmProgress
+    from nnx.schedules import Cosine, Schedule, StepDecay
+    from nnx.training import UnscaledInputWarning, train_step
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'nnx' has no attribute {name!r}")
+    value = importlib.import_module(f"nnx.{name}") if module == "" else getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})
+
 
 __all__ = [
     "SGD",
@@ -29,6 +83,7 @@ __all__ = [
     "Dropout",
     "History",
     "Layer",
+    "LineProgress",
     "Loss",
     "Optimizer",
     "ReLU",
@@ -37,6 +92,8 @@ __all__ = [
     "Softmax",
     "SparseCategoricalCrossentropy",
     "StepDecay",
+    "TqdmProgress",
+    "UnscaledInputWarning",
     "datasets",
     "errors",
     "load",

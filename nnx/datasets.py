@@ -3,6 +3,7 @@
 Every loader returns ``(x_train, y_train), (x_test, y_test)``: float32 features in
 [0, 1], one row per sample, and int64 labels. With ``validation=f`` a stratified
 fraction f of the training set is held out as a third pair, (x_val, y_val).
+``CLASS_NAMES`` (and ``class_names``) give the names of the classes, by label.
 """
 
 from __future__ import annotations
@@ -37,6 +38,41 @@ HOW_TO_GET = {
     "*-ubyte.gz files from https://github.com/zalandoresearch/fashion-mnist into a folder and pass it",
     "mnist": "download the four *-ubyte.gz files of MNIST into a folder and pass it (or set NNX_DATA)",
 }
+
+DIGIT_NAMES = [str(d) for d in range(10)]
+FASHION_NAMES = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+]
+CLASS_NAMES = {"digits": DIGIT_NAMES, "mnist": DIGIT_NAMES, "fashion-mnist": FASHION_NAMES}
+
+
+def class_names(dataset: str | os.PathLike[str]) -> list[str] | None:
+    """The class names of a data set, by label: the built-in ones by name, or an .npz's optional
+    ``class_names`` array of strings; None when the data set has none (an IDX folder)."""
+    if str(dataset) in CLASS_NAMES:
+        return list(CLASS_NAMES[str(dataset)])
+    path = Path(dataset)
+    if path.suffix != ".npz" or not path.is_file():
+        return None
+    try:
+        with open(path, "rb") as file, np.load(file, allow_pickle=False) as data:
+            if "class_names" not in data.files:
+                return None
+            names = data["class_names"]
+    except (OSError, ValueError, zlib.error, zipfile.BadZipFile) as exc:
+        raise DataFormatError(f"{path}: not a readable .npz data set ({exc})") from None
+    if names.ndim != 1 or names.dtype.kind != "U":
+        raise DataFormatError(f"{path}: class_names must be a 1-D array of strings; got {names.ndim}-D {names.dtype}")
+    return [str(name) for name in names]
 
 
 def load_digits(validation: float = 0.0) -> tuple[Split, ...]:
@@ -128,7 +164,8 @@ def _read_at_most(f: Any, n: int, chunk: int = 1 << 20) -> bytes:
 def load_fashion_mnist(data_dir: str | os.PathLike[str] | None = None, validation: float = 0.0) -> tuple[Split, ...]:
     """Fashion-MNIST (Zalando): 60,000 training and 10,000 test 28×28 images, x: (N, 784) float32 in [0, 1].
 
-    Looks in ``data_dir``, then $NNX_DATA/fashion-mnist, then /usr/share/datasets/fashion-mnist.
+    Looks in ``data_dir`` (and data_dir/fashion-mnist) when it is given, and nowhere else; without
+    it, in $NNX_DATA/fashion-mnist, then /usr/share/datasets/fashion-mnist.
     """
     return _load_idx_dataset("fashion-mnist", data_dir, validation)
 
@@ -136,26 +173,36 @@ def load_fashion_mnist(data_dir: str | os.PathLike[str] | None = None, validatio
 def load_mnist(data_dir: str | os.PathLike[str] | None = None, validation: float = 0.0) -> tuple[Split, ...]:
     """MNIST: 60,000 training and 10,000 test 28×28 digits, x: (N, 784) float32 in [0, 1].
 
-    Looks in ``data_dir``, then $NNX_DATA/mnist, then /usr/share/datasets/mnist.
+    Looks in ``data_dir`` (and data_dir/mnist) when it is given, and nowhere else; without it, in
+    $NNX_DATA/mnist, then /usr/share/datasets/mnist.
     """
     return _load_idx_dataset("mnist", data_dir, validation)
 
 
 def find_idx_dir(name: str, data_dir: str | os.PathLike[str] | None = None) -> Path:
-    """The first folder that holds the IDX files of ``name``; DatasetNotFound lists where it looked."""
-    candidates = []
+    """The folder that holds the IDX files of ``name``; DatasetNotFound says where it looked.
+
+    A ``data_dir`` that is given is the only place looked in (it or its subfolder ``name``), so a
+    mistyped folder is an error, never silently replaced by another copy. Without one: the
+    subfolder ``name`` of $NNX_DATA (or $NNX_DATA itself), then /usr/share/datasets/<name>.
+    """
     if data_dir is not None:
-        candidates += [Path(data_dir), Path(data_dir) / name]
-    if os.environ.get("NNX_DATA"):
-        candidates += [Path(os.environ["NNX_DATA"]) / name, Path(os.environ["NNX_DATA"])]
-    candidates.append(SYSTEM_DATA_DIR / name)
+        if not Path(data_dir).is_dir():
+            raise DatasetNotFound(f"{name}: the data folder {data_dir} does not exist")
+        candidates = [Path(data_dir), Path(data_dir) / name]
+    else:
+        candidates = []
+        if os.environ.get("NNX_DATA"):
+            candidates += [Path(os.environ["NNX_DATA"]) / name, Path(os.environ["NNX_DATA"])]
+        candidates.append(SYSTEM_DATA_DIR / name)
     for folder in candidates:
         if all(_idx_path(folder, stem) for pair in IDX_FILES.values() for stem in pair):
             return folder
-    looked = ", ".join(str(c) for c in candidates)
+    looked = " and ".join(str(c) for c in candidates) if data_dir is not None else ", ".join(map(str, candidates))
+    only = "" if data_dir is None else " (the folder given is the only place looked in)"
     raise DatasetNotFound(
         f"{name} not found: looked for {IDX_FILES['train'][0]}[.gz] and its three siblings "
-        f"in {looked}. To get it: {HOW_TO_GET[name]}"
+        f"in {looked}{only}. To get it: {HOW_TO_GET[name]}"
     )
 
 

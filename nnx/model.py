@@ -69,6 +69,7 @@ class Sequential:
             features = layer.output_features(features)
         self.out_features = features
         self.training_info: dict[str, Any] = {}
+        self.class_names: list[str] | None = None  # names of the outputs, kept in model files
         self._build(get_backend(backend))
 
     @property
@@ -123,6 +124,23 @@ class Sequential:
     def count_params(self) -> int:
         """The number of trainable numbers."""
         return sum(int(p.size) for p in self.parameters())
+
+    def summary(self) -> str:
+        """A table of the layers: output shape and parameter count of each, and the total (N: the batch).
+        ``print(model.summary())``."""
+        rows = [("layer", "output shape", "parameters")]
+        features = self.in_features
+        for i, layer in enumerate(self.layers):
+            features = layer.output_features(features)
+            count = sum(int(np.prod(shape)) for shape in layer.param_shapes().values())
+            rows.append((f"{i}: {layer!r}", f"(N, {features})", f"{count:,}"))
+        total = self.count_params()
+        footer = f"total: {total:,} parameters ({total * self.dtype.itemsize / 1024:,.1f} KiB of {self.dtype.name})"
+        width = [max(len(row[k]) for row in rows) for k in range(3)]
+        lines = [f"Sequential: input (N, {self.in_features}), backend {self.backend.name}"]
+        lines += [f"{a:<{width[0]}}  {b:<{width[1]}}  {c:>{width[2]}}" for a, b, c in rows]
+        rule = "-" * (sum(width) + 4)
+        return "\n".join([lines[0], rule, lines[1], rule, *lines[2:], rule, footer])
 
     def get_weights(self) -> dict[str, np.ndarray]:
         """Every parameter as a NumPy array (a copy), by name."""
@@ -196,8 +214,10 @@ class Sequential:
         callbacks: tuple[Callback, ...] | list[Callback] = (),
         initial_epoch: int = 0,
         check_every: int | None = None,
+        verbose: int = 0,
     ) -> History:
-        """Train for ``epochs`` epochs; see nnx.training.fit."""
+        """Train for ``epochs`` epochs; see nnx.training.fit. verbose: 0 silent, 1 a progress bar,
+        2 a line per epoch."""
         return training.fit(
             self,
             x,
@@ -212,6 +232,7 @@ class Sequential:
             callbacks=callbacks,
             initial_epoch=initial_epoch,
             check_every=check_every,
+            verbose=verbose,
         )
 
     def evaluate(self, x: Any, y: Any, loss: Loss | None = None, batch_size: int = 1024) -> dict[str, float]:

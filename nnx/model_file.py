@@ -5,6 +5,7 @@ Layout of a file: the tensors "layers.<i>.<W|b>" (and, in a checkpoint,
 
     {"format": "nnx", "version": 1, "dtype": "float32", "seed": 0,
      "layers": [{"type": "Dense", "in_features": 64, "out_features": 64}, {"type": "ReLU"}, ...],
+     "class_names": ["T-shirt/top", ...],   # or null: the names of the outputs (model.class_names)
      "training": {...}}    # free-form settings: optimizer, epochs, data set, history ...
 
 Writes go to a temporary file in the same folder, are flushed to disk, then
@@ -22,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from nnx.errors import ModelFileError, NNXError
+from nnx.errors import ConfigError, ModelFileError, NNXError
 from nnx.files import atomic_write
 from nnx.layers import LAYER_TYPES, Layer
 from nnx.model import DTYPES, Sequential
@@ -45,6 +46,7 @@ def save(
         "dtype": model.dtype.name,
         "seed": model.seed,
         "layers": [{"type": type(layer).__name__, **layer.config()} for layer in model.layers],
+        "class_names": check_class_names(model.class_names, model.out_features, "model.class_names"),
         "training": model.training_info if training is None else training,
     }
     tensors = {**model.get_weights(), **(extra_tensors or {})}
@@ -120,7 +122,20 @@ def model_from(meta: dict[str, Any], tensors: dict[str, np.ndarray], path: Any, 
         raise ModelFileError(f"{path}: the layers do not form a valid model: {exc}") from None
     model.set_weights(weights)
     model.training_info = meta.get("training", {})
+    try:
+        model.class_names = check_class_names(meta.get("class_names"), model.out_features, "metadata class_names")
+    except NNXError as exc:
+        raise ModelFileError(f"{path}: {exc}") from None
     return model
+
+
+def check_class_names(names: Any, n_outputs: int, what: str) -> list[str] | None:
+    """names: None, or one string per output; returns them as a list."""
+    if names is None:
+        return None
+    if not isinstance(names, (list, tuple)) or len(names) != n_outputs or not all(isinstance(n, str) for n in names):
+        raise ConfigError(f"{what} must be None or {n_outputs} strings, one per output; got {names!r}")
+    return list(names)
 
 
 def read_layers(meta: dict[str, Any], path: Any) -> list[Layer]:

@@ -1,4 +1,8 @@
-"""Progress display for fit: a tqdm bar per epoch on a terminal, one line per epoch elsewhere."""
+"""Progress display for fit: a tqdm bar per epoch on a terminal, one line per epoch elsewhere.
+
+``fit(verbose=1)`` adds a TqdmProgress (on a terminal), ``verbose=2`` a LineProgress; either can also be
+passed in ``callbacks``, e.g. ``LineProgress(stream=sys.stderr)``.
+"""
 
 from __future__ import annotations
 
@@ -13,8 +17,16 @@ def format_logs(epoch: int, epochs: int, logs: dict[str, float]) -> str:
     parts = [f"epoch {epoch + 1}/{epochs}", f"loss {logs['loss']:.4f}", f"accuracy {logs['accuracy']:.4f}"]
     if "val_loss" in logs:
         parts += [f"val_loss {logs['val_loss']:.4f}", f"val_accuracy {logs['val_accuracy']:.4f}"]
-    parts.append(f"{logs['seconds']:.2f}s")
+    parts.append(format_seconds(logs["seconds"]))
     return "  ".join(parts)
+
+
+def format_seconds(seconds: float) -> str:
+    """ "1.23s", or "4.6ms" under a second (a digits epoch takes a few milliseconds)."""
+    if seconds >= 1:
+        return f"{seconds:.2f}s"
+    ms = seconds * 1000
+    return f"{ms:.1f}ms" if ms < 10 else f"{ms:.0f}ms"
 
 
 class LineProgress(Callback):

@@ -4,7 +4,7 @@ optimizer and schedule built from settings (flags over the recipe)."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import nnx
 from nnx.errors import ConfigError
@@ -39,55 +39,98 @@ RECIPES: dict[str, dict[str, Any]] = {
     ),
 }
 RECIPES["mnist"] = RECIPES["fashion-mnist"]
-FASHION_CLASSES = [
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-]
+PATH_RECIPE = "fashion-mnist"  # the recipe of a data set given by PATH, unless --recipe names another
+IDX_DATASETS = ("fashion-mnist", "mnist")  # the data sets read from a data folder
+FLAGS = {  # recipe setting -> its flag
+    "hidden": "--hidden",
+    "epochs": "--epochs",
+    "batch_size": "--batch-size",
+    "optimizer": "--optimizer",
+    "lr": "--lr",
+    "momentum": "--momentum",
+    "weight_decay": "--weight-decay",
+    "dropout": "--dropout",
+    "schedule": "--schedule",
+    "warmup": "--warmup",
+    "validation": "--validation",
+}
 
 
 class UsageError(ConfigError):
     """Bad command-line usage: exit code 2."""
 
 
-def load_dataset(name: str, data_dir: str | None = None, validation: float = 0.0) -> tuple[Any, ...]:
+def recipe_table() -> str:
+    """The recipes as a table of flags and defaults, for ``nnx train --help``."""
+    names = ["digits", "fashion-mnist"]
+    header = ["", "digits", "fashion-mnist, mnist, PATH"]
+    rows = [header] + [[flag, *(str(RECIPES[n][key]) for n in names)] for key, flag in FLAGS.items()]
+    width = [max(len(row[k]) for row in rows) for k in range(3)]
+    lines = ("  " + "  ".join(f"{cell:<{w}}" for cell, w in zip(row, width, strict=True)) for row in rows)
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def choose_recipe(dataset: str, recipe: str | None) -> tuple[str, str]:
+    """(recipe name, why it applies) for a data set and the --recipe flag (None: the default)."""
+    if recipe is not None:
+        return recipe, "chosen with --recipe"
+    if dataset in RECIPES:
+        return dataset, "the data set's own"
+    return PATH_RECIPE, "the default for a data set given by PATH; --recipe digits suits small inputs like 8×8 images"
+
+
+class Data(NamedTuple):
+    """A loaded data set: its splits (train[, validation], test), where it came from, its class names."""
+
+    splits: tuple[Any, ...]
+    source: str
+    class_names: list[str] | None
+
+
+def load_dataset(name: str, data_dir: str | None = None, validation: float = 0.0) -> Data:
     """A data set by name ("digits", "fashion-mnist", "mnist"), or from PATH: a folder of IDX
-    files or an .npz with x_train, y_train, x_test, y_test."""
+    files or an .npz with x_train, y_train, x_test, y_test (and optionally class_names).
+
+    data_dir: the folder of fashion-mnist or mnist (the only place looked in); a UsageError for
+    the other data sets, which it cannot apply to.
+    """
+    if data_dir is not None and name not in IDX_DATASETS:
+        what = "the digits are embedded in nnx" if name == "digits" else "PATH is the data set itself"
+        raise UsageError(f"--data-dir applies to --dataset fashion-mnist or mnist only ({what}); got {name!r}")
     if name == "digits":
-        return nnx.datasets.load_digits(validation)
-    if name == "fashion-mnist":
-        return nnx.datasets.load_fashion_mnist(data_dir, validation)
-    if name == "mnist":
-        return nnx.datasets.load_mnist(data_dir, validation)
+        return Data(nnx.datasets.load_digits(validation), "embedded in nnx", nnx.datasets.class_names(name))
+    if name in IDX_DATASETS:
+        folder = nnx.datasets.find_idx_dir(name, data_dir)
+        return Data(nnx.datasets.load_idx_folder(folder, validation), str(folder), nnx.datasets.class_names(name))
     path = Path(name)
     if path.is_dir():
-        return nnx.datasets.load_idx_folder(path, validation)
+        return Data(nnx.datasets.load_idx_folder(path, validation), str(path), None)
     if path.suffix == ".npz" and path.is_file():
-        return nnx.datasets.load_npz(path, validation)
+        return Data(nnx.datasets.load_npz(path, validation), str(path), nnx.datasets.class_names(path))
     raise UsageError(
         f"--dataset must be digits, fashion-mnist, mnist, a folder of IDX files or an .npz file; got {name!r}"
     )
 
 
+def parse_hidden(text: str) -> list[int]:
+    """Hidden widths from "256,256" (an empty text: no hidden layer); ValueError naming what is wrong."""
+    if not str(text).strip():
+        return []
+    parts = [part.strip() for part in str(text).split(",")]
+    if any(not part.isdigit() or int(part) < 1 for part in parts):
+        raise ValueError(f"must be comma-separated layer widths >= 1 like 256,256; got {text!r}")
+    return [int(part) for part in parts]
+
+
 def make_optimizer(settings: dict[str, Any]) -> nnx.Optimizer:
-    name = settings["optimizer"]
+    name, clip = settings["optimizer"], settings.get("clip_norm")
     if name == "sgd":
-        return nnx.SGD(
-            settings["lr"],
-            momentum=settings["momentum"],
-            nesterov=settings["momentum"] > 0,
-            weight_decay=settings["weight_decay"],
-            clip_norm=settings.get("clip_norm"),
-        )
-    if name in ("adam", "adamw"):
-        return nnx.Adam(settings["lr"], weight_decay=settings["weight_decay"], clip_norm=settings.get("clip_norm"))
+        momentum, decay = settings["momentum"], settings["weight_decay"]
+        return nnx.SGD(settings["lr"], momentum=momentum, nesterov=momentum > 0, weight_decay=decay, clip_norm=clip)
+    if name == "adam":
+        return nnx.Adam(settings["lr"], weight_decay=settings["weight_decay"], clip_norm=clip)
+    if name == "adamw":
+        return nnx.AdamW(settings["lr"], weight_decay=settings["weight_decay"], clip_norm=clip)
     raise UsageError(f"--optimizer must be sgd, adam or adamw; got {name!r}")
 
 
@@ -104,11 +147,9 @@ def make_schedule(settings: dict[str, Any]) -> nnx.Schedule:
 
 def make_model(n_features: int, n_classes: int, settings: dict[str, Any], backend: str | None) -> nnx.Sequential:
     try:
-        hidden = [int(h) for h in str(settings["hidden"]).split(",") if h.strip()]
-    except ValueError:
-        raise UsageError(
-            f"--hidden must be comma-separated layer widths like 256,256; got {settings['hidden']!r}"
-        ) from None
+        hidden = parse_hidden(settings["hidden"])
+    except ValueError as exc:
+        raise UsageError(f"--hidden {exc}") from None
     layers: list[nnx.Layer] = []
     width = n_features
     for h in hidden:

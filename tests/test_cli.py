@@ -70,14 +70,15 @@ def test_predict_reads_an_npy_file_and_writes_csv(model_path, tmp_path):
     result = run("predict", str(model_path), str(tmp_path / "x.npy"), "--out", str(tmp_path / "p.csv"))
     assert result.returncode == 0, result.stderr
     rows = (tmp_path / "p.csv").read_text().splitlines()
-    assert rows[0] == "input,class,probability" and len(rows) == 21
+    assert rows[0] == "input,class,name,probability" and len(rows) == 21
     classes = np.array([int(r.split(",")[1]) for r in rows[1:]])
     assert (classes == yt[:20]).mean() >= 0.8
-    assert all(0 < float(r.split(",")[2]) <= 1 for r in rows[1:])
+    assert all(r.split(",")[2] == r.split(",")[1] for r in rows[1:])  # the digits' names are their numbers
+    assert all(0 < float(r.split(",")[3]) <= 1 for r in rows[1:])
     every = run("predict", str(model_path), str(tmp_path / "x.npy"), "--probabilities")
     rows = every.stdout.splitlines()
-    assert rows[0] == "input,class,probability," + ",".join(f"p{k}" for k in range(10))
-    values = np.array([[float(v) for v in r.split(",")[3:]] for r in rows[1:]])
+    assert rows[0] == "input,class,name,probability," + ",".join(f"p{k}" for k in range(10))
+    values = np.array([[float(v) for v in r.split(",")[4:]] for r in rows[1:]])
     np.testing.assert_allclose(values.sum(axis=1), 1, atol=1e-4)
     np.testing.assert_array_equal(values.argmax(axis=1), classes)
 
@@ -128,9 +129,7 @@ def test_bad_usage_exits_2_with_a_message(args):
     "args, message",
     [
         (["evaluate", "missing.safetensors"], "No such file or directory"),
-        (["train", "--epochs", "0"], "epochs must be an integer >= 1; got 0"),
-        (["train", "--lr", "-1"], "lr must be a finite number > 0; got -1.0"),
-        (["train", "--dataset", "mnist", "--data-dir", "/nonexistent"], "mnist not found: looked for"),
+        (["train", "--dataset", "mnist", "--data-dir", "/nonexistent"], "the data folder /nonexistent does not exist"),
     ],
 )
 def test_runtime_errors_exit_1_with_one_line_and_no_traceback(args, message):
@@ -182,7 +181,7 @@ def test_resume_continues_from_the_last_checkpoint_and_matches_an_uninterrupted_
         np.testing.assert_array_equal(a[name], b[name])
     assert full.stdout.splitlines()[-1].split("(")[0] == resumed.stdout.splitlines()[-1].split("(")[0]
     history = nnx.load(tmp_path / "resumed.safetensors", backend="numpy").training_info["history"]
-    assert history["epoch"] == [0, 1, 2, 3]
+    assert history["epoch"] == [1, 2, 3, 4]  # numbered as printed
 
 
 def test_train_reads_a_folder_of_idx_files_or_an_npz(tmp_path):
@@ -211,15 +210,18 @@ def test_resume_from_a_plain_model_file_is_refused_clearly(tmp_path, model_path)
     assert result.returncode == 1 and "not a checkpoint" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_ctrl_c_exits_130_and_leaves_a_checkpoint_that_resumes(tmp_path):
+def test_ctrl_c_saves_the_last_complete_epoch_to_out_and_says_how_to_resume(tmp_path):
+    """Item: an interrupted run keeps its work. The model of the last complete epoch goes to --out,
+    marked interrupted; the checkpoint resumes."""
+    import re
     import signal
     import time
 
     env = {**os.environ, "PYTHONPATH": str(ROOT), "NNX_BACKEND": "numpy"}
-    checkpoint = tmp_path / "ck" / "checkpoint.safetensors"
+    checkpoint, out = tmp_path / "ck" / "checkpoint.safetensors", tmp_path / "m.safetensors"
     common = ["train", "--hidden", "32", "--quiet", "--checkpoint-dir", str(tmp_path / "ck")]
     process = subprocess.Popen(
-        [sys.executable, "-m", "nnx", *common, "--epochs", "5000"],
+        [sys.executable, "-m", "nnx", *common, "--epochs", "5000", "--out", str(out)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -232,9 +234,198 @@ def test_ctrl_c_exits_130_and_leaves_a_checkpoint_that_resumes(tmp_path):
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130, stderr
-    assert stderr.strip() == "nnx: interrupted"
-    saved = nnx.load(checkpoint, backend="numpy").training_info
-    assert saved["epoch"] >= 0 and len(saved["history"]["epoch"]) == saved["epoch"] + 1
-    resumed = run(*common, "--epochs", str(saved["epoch"] + 3), "--resume")
+    match = re.fullmatch(r"nnx: interrupted (in|after) epoch (\d+); saved the model of epoch (\d+) to (.*); "
+                         r"to continue: nnx train --checkpoint-dir (.*) --resume --out (.*)\n", stderr)  # fmt: skip
+    assert match, stderr
+    reached, completed = int(match[2]), int(match[3])
+    assert reached - completed == (match[1] == "in") and match[4] == match[6] == str(out)
+    saved = nnx.load(checkpoint, backend="numpy")
+    interrupted = nnx.load(out, backend="numpy")
+    info = interrupted.training_info
+    assert info["interrupted"] is True and info["epoch_reached"] == reached and info["epochs_completed"] == completed
+    assert info["history"]["epoch"] == list(range(1, completed + 1))
+    assert saved.training_info["epoch"] + 1 == completed  # the checkpoint of the same epoch: the same weights
+    for name, w in saved.get_weights().items():
+        np.testing.assert_array_equal(interrupted.get_weights()[name], w)
+    resumed = run(*common, "--epochs", str(completed + 2), "--resume")
     assert resumed.returncode == 0, resumed.stderr
-    assert nnx.load(checkpoint, backend="numpy").training_info["epoch"] == saved["epoch"] + 2
+    assert nnx.load(checkpoint, backend="numpy").training_info["epoch"] == completed + 1
+
+
+def test_ctrl_c_at_any_moment_prints_one_line_and_exits_130(tmp_path):
+    """From the entry point's first instruction on (while NumPy is imported, the data loaded, during
+    training), Ctrl-C gives one line on stderr and exit code 130."""
+    import signal
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NNX_BACKEND": "numpy"}
+    command = [sys.executable, "-m", "nnx", "train", "--hidden", "16", "--epochs", "100000"]
+    moments = ["importing numpy", 0.3, 0.6, 1.0]  # seconds after the start
+    processes = [
+        subprocess.Popen(
+            [*command, "--out", str(tmp_path / f"{i}.st")],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for i in range(len(moments))
+    ]
+    start = time.monotonic()
+    for moment, process in zip(moments, processes, strict=True):
+        if moment == "importing numpy":  # as soon as NumPy's core library is mapped: mid-import, inside main()
+            maps = Path(f"/proc/{process.pid}/maps")
+            while time.monotonic() < start + 10 and maps.exists() and "_multiarray_umath" not in maps.read_text():
+                time.sleep(0.001)
+        else:
+            time.sleep(max(0.0, start + moment - time.monotonic()))
+        process.send_signal(signal.SIGINT)
+    try:
+        for moment, process in zip(moments, processes, strict=True):
+            _, stderr = process.communicate(timeout=30)
+            assert process.returncode == 130, (moment, stderr)
+            assert stderr.startswith("nnx: interrupted") and stderr.count("\n") == 1, (moment, stderr)
+    finally:
+        for process in processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+
+
+def test_the_entry_point_imports_no_numpy_before_main_runs():
+    """What runs before main() cannot answer Ctrl-C with one line: keep it to the standard library."""
+    code = "import sys, nnx.cli; assert 'numpy' not in sys.modules, sorted(sys.modules)"
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)}
+    )
+    assert result.returncode == 0, result.stderr
+
+
+def main_in_process(capsys, *args: str) -> tuple[int, str, str]:
+    """(exit code, stdout, stderr) of ``nnx ARGS`` run in this process (for what ends before training)."""
+    from nnx.cli import main
+
+    try:
+        code = main(list(args))
+    except SystemExit as exc:  # argparse's usage errors and --help
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dropout", "1"], "argument --dropout: must be a number in [0, 1); got '1'"),
+        (["--hidden", "0"], "argument --hidden: must be comma-separated layer widths >= 1"),
+        (
+            ["--hidden", "64,,64"],
+            "argument --hidden: must be comma-separated layer widths >= 1 like 256,256; got '64,,64'",
+        ),
+        (["--epochs", "0"], "argument --epochs: must be an integer >= 1; got '0'"),
+        (["--batch-size", "-3"], "argument --batch-size: must be an integer >= 1"),
+        (["--lr", "-1"], "argument --lr: must be a number > 0; got '-1'"),
+        (["--lr", "nan"], "argument --lr: must be a finite number; got 'nan'"),
+        (["--momentum", "1"], "argument --momentum: must be a number in [0, 1)"),
+        (["--weight-decay", "-0.1"], "argument --weight-decay: must be a number >= 0"),
+        (["--clip-norm", "0"], "argument --clip-norm: must be a number > 0"),
+        (["--warmup", "1.5"], "argument --warmup: must be a number in [0, 1)"),
+        (["--validation", "x"], "argument --validation: must be a number; got 'x'"),
+        (["--seed", "-1"], "argument --seed: must be an integer >= 0"),
+    ],
+)
+def test_bad_flag_values_are_usage_errors_that_name_the_flag(capsys, args, message):
+    code, _, err = main_in_process(capsys, "train", *args)
+    assert code == 2 and message in err and "usage: nnx train" in err, err
+
+
+def test_a_data_dir_that_cannot_apply_is_a_usage_error(capsys):
+    code, out, err = main_in_process(capsys, "train", "--dataset", "digits", "--data-dir", "/tmp/x")
+    assert code == 2 and "--data-dir applies to --dataset fashion-mnist or mnist only" in err and not out
+    for command in (["predict", "m.safetensors", "x.npy"], ["info"]):
+        code, _, err = main_in_process(capsys, *command, "--data-dir", "/tmp/x")
+        assert code == 2 and "unrecognized arguments: --data-dir" in err
+
+
+def test_an_out_folder_that_does_not_exist_is_refused_before_training(capsys, tmp_path):
+    code, out, err = main_in_process(capsys, "train", "--out", str(tmp_path / "no" / "m.safetensors"))
+    assert code == 2 and not out
+    assert f"the folder {tmp_path / 'no'} does not exist" in err and ".tmp" not in err
+
+
+def test_train_help_shows_every_flag_and_each_recipe_s_defaults(capsys):
+    code, out, _ = main_in_process(capsys, "train", "--help")
+    assert code == 0
+    import re
+
+    table = [("--epochs", "30", "40"), ("--batch-size", "32", "128"), ("--optimizer", "sgd", "adamw"),
+             ("--lr", "0.1", "0.001"), ("--schedule", "constant", "cosine")]  # fmt: skip
+    for flag, digits, fashion in table:
+        assert re.search(rf"^  {flag} +{digits} +{fashion}$", out, re.M), (flag, out)
+    assert "fashion-mnist, mnist, PATH" in out
+    options = out.split("options:")[1].split("defaults:")[0]
+    for line in options.splitlines():  # every option line has its help text
+        if line.strip().startswith("--") and "  " not in line.strip():
+            continue  # a long option whose help sits on the next line
+        assert not line.strip().startswith("--") or len(line.strip().split("  ", 1)) == 2, line
+
+
+def test_a_path_data_set_says_which_recipe_it_gets_and_why():
+    from nnx.recipes import choose_recipe
+
+    assert choose_recipe("digits", None) == ("digits", "the data set's own")
+    recipe, why = choose_recipe("/data/my.npz", None)
+    assert recipe == "fashion-mnist" and "PATH" in why and "--recipe" in why
+    assert choose_recipe("/data/my.npz", "digits") == ("digits", "chosen with --recipe")
+
+
+@pytest.fixture(scope="module")
+def fashion_model(tmp_path_factory):
+    """A model trained with --dataset fashion-mnist --data-dir on a small made-up copy of it."""
+    from tests.test_datasets import write_idx_dataset
+
+    root = tmp_path_factory.mktemp("fashion")
+    write_idx_dataset(root / "data" / "fashion-mnist", np.random.default_rng(0), n_train=64, n_test=30)
+    path = root / "f.safetensors"
+    args = ["--data-dir", str(root / "data"), "--epochs", "1", "--hidden", "16", "--out", str(path)]
+    result = run("train", "--dataset", "fashion-mnist", *args)
+    assert result.returncode == 0, result.stderr
+    return path, result.stdout, root
+
+
+def test_the_banner_names_the_recipe_the_data_folder_and_the_optimizer_that_runs(fashion_model):
+    _, stdout, root = fashion_model
+    assert "recipe fashion-mnist (the data set's own); set by flags: --hidden, --epochs" in stdout
+    assert f"data fashion-mnist ({root / 'data' / 'fashion-mnist'}): 64 train, 0 validation, 30 test" in stdout
+    assert "AdamW(lr=0.001, weight_decay=0.01" in stdout and "model 784-16-10 MLP" in stdout
+
+
+def test_evaluate_uses_the_data_set_and_folder_recorded_in_the_model_file(fashion_model, tmp_path):
+    path, _, _ = fashion_model
+    result = run("evaluate", str(path), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].endswith("(30 test samples of fashion-mnist, recorded in the model file)")
+    assert [line.rsplit(None, 3)[0] for line in lines[2:]] == nnx.datasets.FASHION_NAMES  # class names, not numbers
+
+
+def test_evaluate_without_a_recorded_data_set_asks_for_one(capsys, tmp_path):
+    nnx.save(nnx.Sequential(nnx.Dense(64, 10), backend="numpy"), tmp_path / "api.safetensors")
+    code, _, err = main_in_process(capsys, "evaluate", str(tmp_path / "api.safetensors"))
+    assert code == 2 and "records no data set" in err and "--dataset" in err
+
+
+def test_predict_reads_a_single_png_and_prints_class_names(fashion_model, tmp_path):
+    image = pytest.importorskip("PIL.Image")
+    path, _, _ = fashion_model
+    image.fromarray(np.random.default_rng(1).integers(0, 256, (28, 28), dtype=np.uint8)).save(tmp_path / "one.png")
+    result = run("predict", str(path), str(tmp_path / "one.png"))
+    assert result.returncode == 0, result.stderr
+    header, row = result.stdout.splitlines()
+    name, k, label, probability = row.split(",")
+    assert header == "input,class,name,probability" and name == "one.png"
+    assert label == nnx.datasets.FASHION_NAMES[int(k)] and 0 < float(probability) <= 1
+    image.fromarray(np.zeros((8, 8), np.uint8)).save(tmp_path / "small.png")
+    result = run("predict", str(path), str(tmp_path / "small.png"))
+    assert result.returncode == 1 and "the model takes 28×28 grayscale images (784 features)" in result.stderr
+    assert "small.png is 8×8" in result.stderr

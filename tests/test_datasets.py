@@ -127,7 +127,32 @@ def test_image_and_label_counts_that_differ_raise_naming_both_files(tmp_path, rn
 def test_a_missing_data_set_says_where_it_looked_and_how_to_get_it(tmp_path, monkeypatch):
     monkeypatch.setenv("NNX_DATA", str(tmp_path / "data"))
     with pytest.raises(DatasetNotFound, match="mnist not found: looked for .* in .*data/mnist.*To get it"):
-        nnx.datasets.load_mnist(tmp_path / "elsewhere")
+        nnx.datasets.load_mnist()
+
+
+def test_a_data_dir_that_is_given_is_the_only_place_looked_in(tmp_path, rng, monkeypatch):
+    """A mistyped folder is an error naming it, never silently replaced by the copy the search list finds."""
+    write_idx_dataset(tmp_path / "found" / "mnist", rng)
+    monkeypatch.setenv("NNX_DATA", str(tmp_path / "found"))
+    assert nnx.datasets.load_mnist()[0][0].shape == (50, 784)  # without a folder: the search list
+    with pytest.raises(DatasetNotFound, match=r"mnist: the data folder .*nowhere does not exist"):
+        nnx.datasets.load_mnist(tmp_path / "nowhere")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetNotFound, match=r"in .*empty and .*empty/mnist \(the folder given is the only place"):
+        nnx.datasets.load_mnist(tmp_path / "empty")
+    assert nnx.datasets.load_mnist(tmp_path / "found")[0][0].shape == (50, 784)  # the folder or its <name>
+
+
+def test_class_names_of_the_built_in_data_sets_and_of_an_npz(tmp_path, rng):
+    assert nnx.datasets.class_names("fashion-mnist")[9] == "Ankle boot"
+    assert nnx.datasets.class_names("digits") == [str(d) for d in range(10)]
+    path = tmp_path / "d.npz"
+    arrays = dict(x_train=rng.random((4, 2)), y_train=np.arange(4), x_test=rng.random((2, 2)), y_test=np.arange(2))
+    np.savez(path, **arrays)
+    assert nnx.datasets.class_names(path) is None
+    np.savez(path, **arrays, class_names=np.array(["cat", "dog", "fox", "owl"]))
+    assert nnx.datasets.class_names(path) == ["cat", "dog", "fox", "owl"]
+    assert nnx.datasets.load_npz(path)[0][0].shape == (4, 2)  # the extra key does not disturb the loader
 
 
 def test_an_npz_data_set_loads_without_pickle(tmp_path, rng):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import tracemalloc
@@ -222,6 +223,7 @@ def test_a_final_softmax_is_left_to_the_fused_loss_in_fit_and_evaluate(digits):
     np.testing.assert_array_equal(with_softmax.predict(xt), plain.predict(xt))
 
 
+@pytest.mark.filterwarnings("ignore::nnx.training.UnscaledInputWarning")
 def test_a_diverging_run_stops_with_training_diverged_and_restores_finite_weights(digits):
     (x, y), _ = digits
     model = mlp()
@@ -236,6 +238,7 @@ def test_a_diverging_run_stops_with_training_diverged_and_restores_finite_weight
     assert np.isfinite(model.predict(x)).all()
 
 
+@pytest.mark.filterwarnings("ignore::nnx.training.UnscaledInputWarning")
 def test_divergence_checked_every_k_steps_restores_the_epoch_start_weights(digits):
     (x, y), _ = digits
     model = mlp()
@@ -259,7 +262,7 @@ def test_ctrl_c_stops_after_a_complete_step_and_carries_the_history(digits):
     model = mlp()
     with pytest.raises(TrainingInterrupted) as info:
         fit(model, x, y, epochs=5, callbacks=[InterruptInEpoch2()])
-    assert info.value.history.epoch == [0]
+    assert info.value.history.epoch == [1]  # numbered as printed
     assert np.isfinite(model.predict(xt)).all()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
@@ -286,3 +289,66 @@ def test_running_out_of_device_memory_suggests_a_smaller_batch_and_keeps_the_mod
     assert model.evaluate(xt, yt)["accuracy"] > 0.5
     assert all(np.isfinite(w).all() for w in model.get_weights().values())
     assert set(before) == set(model.get_weights())
+
+
+def test_parameters_are_arrays_and_named_parameters_name_value_grad_triples():
+    model = mlp()
+    assert sum(p.size for p in model.parameters()) == model.count_params() == 64 * 64 + 64 + 64 * 64 + 64 + 64 * 10 + 10
+    names = [name for name, value, grad in model.named_parameters()]
+    assert names == ["layers.0.W", "layers.0.b", "layers.2.W", "layers.2.b", "layers.4.W", "layers.4.b"]
+
+
+def test_summary_is_a_table_of_layers_output_shapes_and_parameter_counts():
+    model = mlp(dropout=0.2)
+    text = model.summary()
+    lines = text.splitlines()
+    assert lines[0] == "Sequential: input (N, 64), backend numpy"
+    rows = [line for line in lines if line[:1].isdigit()]
+    assert [re.findall(r"  (\(N, \d+\)) +([\d,]+)$", row)[0] for row in rows] == [
+        ("(N, 64)", "4,160"),
+        ("(N, 64)", "0"),
+        ("(N, 64)", "0"),
+        ("(N, 64)", "4,160"),
+        ("(N, 64)", "0"),
+        ("(N, 10)", "650"),
+    ]
+    assert rows[0].startswith("0: Dense(in_features=64, out_features=64)")
+    assert lines[-1] == f"total: {model.count_params():,} parameters (35.0 KiB of float32)"
+
+
+def test_fit_verbose_prints_a_line_per_epoch_numbered_as_the_history(digits, capsys):
+    (x, y), _ = digits
+    history = fit(mlp(), x, y, epochs=2)
+    assert history.epoch == [1, 2] and capsys.readouterr().out == ""  # silent by default
+    history = fit(mlp(), x, y, epochs=2, verbose=2)
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[1] for line in lines] == ["1/2", "2/2"] and history.epoch == [1, 2]
+    assert all(line.endswith("ms") or line.endswith("s") for line in lines) and " 0.00s" not in "".join(lines)
+    resumed = fit(mlp(), x, y, epochs=3, initial_epoch=2, verbose=2)
+    assert resumed.epoch == [3] and capsys.readouterr().out.startswith("epoch 3/3")
+    with pytest.raises(ConfigError, match="verbose must be 0"):
+        fit(mlp(), x, y, epochs=1, verbose=3)
+    assert nnx.LineProgress and nnx.TqdmProgress and "LineProgress" in nnx.__all__
+
+
+def test_the_progress_line_shows_milliseconds_for_short_epochs():
+    from nnx.progress import format_logs
+
+    line = format_logs(0, 30, {"loss": 0.5, "accuracy": 0.9, "seconds": 0.0031})
+    assert line == "epoch 1/30  loss 0.5000  accuracy 0.9000  3.1ms"
+    assert format_logs(0, 1, {"loss": 0.5, "accuracy": 0.9, "seconds": 1.5}).endswith("  1.50s")
+
+
+def test_inputs_that_look_unscaled_raise_a_warning(digits):
+    import warnings
+
+    (x, y), _ = digits
+    pixels = np.round(x * 255).astype(np.uint8)  # 0-255, as read from an image
+    message = r"x looks unscaled: its values reach 255, with a root mean square of .*divide by 255"
+    with pytest.warns(nnx.UnscaledInputWarning, match=message):
+        fit(mlp(), pixels, y, epochs=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit(mlp(), x, y, epochs=1)  # in [0, 1]: no warning
+        fit(mlp(), (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-3), y, epochs=1, lr=0.01)  # standardised
+    assert issubclass(nnx.UnscaledInputWarning, UserWarning)
