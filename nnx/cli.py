@@ -354,6 +354,8 @@ def read_inputs(path: Path, n_features: int) -> tuple[list[str], np.ndarray]:
     from nnx.errors import ConfigError
     from nnx.recipes import UsageError
 
+    if not path.exists():
+        raise UsageError(f"INPUT {path} does not exist")
     if path.is_dir() or path.suffix.lower() == ".png":
         files = sorted(p for p in path.iterdir() if p.suffix.lower() == ".png") if path.is_dir() else [path]
         if not files:
@@ -361,7 +363,10 @@ def read_inputs(path: Path, n_features: int) -> tuple[list[str], np.ndarray]:
         try:
             from PIL import Image
         except ImportError:
-            raise ImportError("reading PNG images needs Pillow: pip install 'nnx[plot]'") from None
+            raise ImportError(
+                "reading PNG images needs Pillow: pip install pillow (or install nnx with its plot extra, "
+                "pip install '.[plot]' in nnx's folder)"
+            ) from None
         images = [np.asarray(Image.open(f).convert("L"), dtype=np.float32) / 255 for f in files]
         for f, image in zip(files, images, strict=True):
             if image.size != n_features:
@@ -510,7 +515,11 @@ def build_parser() -> argparse.ArgumentParser:
     add("--out", metavar="FILE", help="write the trained model here (.safetensors)")
     add("--checkpoint-dir", metavar="DIR", help="save a checkpoint here after every epoch")
     add("--resume", action="store_true", help="continue the run saved in --checkpoint-dir")
-    add("--plot", metavar="DIR", help="write loss, accuracy and confusion-matrix PNGs here (needs nnx[plot])")
+    add(
+        "--plot",
+        metavar="DIR",
+        help="write loss, accuracy and confusion-matrix PNGs here (needs matplotlib: the extra nnx[plot])",
+    )
     add("--quiet", action="store_true", help="print only the final result")
     train.set_defaults(run=cmd_train, command_parser=train)
 
@@ -532,7 +541,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Classes and probabilities of new inputs, as CSV: input, class, name, probability. PNG "
         "images are read as grayscale, scaled to [0, 1]; their size is the model's input (28×28 for the "
         "MNIST and Fashion-MNIST models, 8×8 for the digits): light objects on a dark background, as in "
-        "the training images. Needs Pillow (pip install 'nnx[plot]').",
+        "the training images. PNGs need Pillow (the extra nnx[plot]).",
     )
     predict.add_argument("model", help="a model file")
     predict.add_argument("input", help="an .npy of samples, (N, features) or (N, h, w); a .png; or a folder of PNGs")

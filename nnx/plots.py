@@ -16,7 +16,10 @@ def require_matplotlib() -> Any:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError:
-        raise ImportError("plots need matplotlib: pip install 'nnx[plot]'") from None
+        raise ImportError(
+            "plots need matplotlib: pip install matplotlib (or install nnx with its plot extra, "
+            "pip install '.[plot]' in nnx's folder)"
+        ) from None
     return plt
 
 
