@@ -18,3 +18,26 @@ class Callback:
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None: ...
 
     def on_train_end(self) -> None: ...
+
+
+class LastEpoch(Callback):
+    """Remembers the epoch reached, the epochs' logs and, with ``keep_weights``, a host copy of the
+    weights after each complete epoch: what an interrupted run can still save (``nnx train --out``)."""
+
+    def __init__(self, keep_weights: bool = True) -> None:
+        self.keep_weights = keep_weights
+        self.current = self.done = -1  # 0-based indices of the epoch begun and the last one completed
+        self.logs: list[dict[str, float]] = []
+        self.weights: dict[str, Any] | None = None
+
+    def on_train_begin(self, model: Any, epochs: int, n_samples: int) -> None:
+        self.model = model
+
+    def on_epoch_begin(self, epoch: int) -> None:
+        self.current = epoch
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        self.done = epoch
+        self.logs.append(dict(logs))
+        if self.keep_weights:
+            self.weights = self.model.get_weights()

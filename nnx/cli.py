@@ -28,67 +28,11 @@ if TYPE_CHECKING:
 
     from nnx.recipes import Data
 
-# ---- flag values: checked as argparse types, so a bad one is a usage error (exit 2) naming the flag ----
-
-
-def _number(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number; got {text!r}") from None
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number; got {text!r}")
-    return value
-
-
-def positive_int(text: str) -> int:
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be an integer >= 1; got {text!r}")
-    return int(text)
-
-
-def natural_int(text: str) -> int:
-    if not text.strip().isdigit():
-        raise argparse.ArgumentTypeError(f"must be an integer >= 0; got {text!r}")
-    return int(text)
-
-
-def positive(text: str) -> float:
-    value = _number(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a number > 0; got {text!r}")
-    return value
-
-
-def non_negative(text: str) -> float:
-    value = _number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be a number >= 0; got {text!r}")
-    return value
-
-
-def fraction(text: str) -> float:
-    value = _number(text)
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1); got {text!r}")
-    return value
-
-
-def hidden_widths(text: str) -> str:
-    from nnx.recipes import parse_hidden
-
-    try:
-        parse_hidden(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return text
-
-
 # ---- train ------------------------------------------------------------------------------------
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from nnx.recipes import RECIPES, UsageError, choose_recipe
+    from nnx.recipes import RECIPES, UsageError, make_model, make_optimizer, new_settings, resumed_settings
 
     if args.out and not Path(args.out).absolute().parent.is_dir():  # found now, not after training
         raise UsageError(f"--out {args.out}: the folder {Path(args.out).absolute().parent} does not exist")
@@ -104,37 +48,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         if not args.checkpoint_dir:
             raise UsageError("--resume needs --checkpoint-dir, the folder of the interrupted run")
         from nnx.checkpoints import resume
-        from nnx.recipes import make_optimizer
 
-        model, optimizer, initial_epoch, history, settings = resume(args.checkpoint_dir, make_optimizer, args.backend)
-        changed = [
-            f"--{key.replace('_', '-')} {value} (the run's: {settings.get(key)})"
-            for key, value in flags.items()
-            if value is not None and key != "epochs" and value != settings.get(key)
-        ]
-        if changed:
-            changes = ", ".join(changed)
-            raise UsageError(f"--resume continues the run as it was set up; only --epochs may change: {changes}")
-        settings = {**settings, "epochs": args.epochs or settings["epochs"]}
-        settings["data_dir"] = data_dir or settings.get("data_dir")
+        model, optimizer, initial_epoch, history, saved = resume(args.checkpoint_dir, make_optimizer, args.backend)
+        settings = resumed_settings(saved, flags, data_dir)
         note = f"resuming from {args.checkpoint_dir} after epoch {initial_epoch}, with the run's settings"
     else:
-        recipe, why = choose_recipe(args.dataset, args.recipe)
-        settings = {**RECIPES[recipe], **{k: v for k, v in flags.items() if v is not None}}
-        is_path = args.dataset not in RECIPES
-        dataset = str(Path(args.dataset).absolute()) if is_path and Path(args.dataset).exists() else args.dataset
-        settings.update(dataset=dataset, data_dir=data_dir, recipe=recipe)
-        settings.setdefault("seed", 0)
-        settings.setdefault("dtype", "float32")
-        settings.setdefault("clip_norm", None)
-        given = [FLAG for key, FLAG in _flag_names().items() if flags.get(key) is not None]
-        note = f"recipe {recipe} ({why}){'; set by flags: ' + ', '.join(given) if given else ''}"
+        settings, note = new_settings(flags, args.dataset, args.recipe, data_dir)
 
     data = _load(settings["dataset"], settings.get("data_dir"), settings["validation"])
     (x_train, y_train), *val, (x_test, y_test) = data.splits
     if not args.resume:
-        from nnx.recipes import make_model, make_optimizer
-
         n_classes = int(max(y_train.max(), y_test.max())) + 1
         if data.class_names is not None:
             if len(data.class_names) < n_classes:
@@ -173,12 +96,6 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-def _flag_names() -> dict[str, str]:
-    from nnx.recipes import FLAGS
-
-    return {**FLAGS, "seed": "--seed", "dtype": "--dtype", "clip_norm": "--clip-norm"}
-
-
 def _shape(model: nnx.Sequential) -> str:
     """ "64-64-64-10 MLP" and its extras, for the banner."""
     widths = [model.in_features] + [layer.out_features for layer in model.layers if isinstance(layer, nnx.Dense)]
@@ -190,29 +107,6 @@ def _load(dataset: str, data_dir: str | None, validation: float = 0.0) -> Data:
     from nnx.recipes import load_dataset
 
     return load_dataset(dataset, data_dir, validation)
-
-
-class _LastEpoch(nnx.Callback):
-    """Keeps the epoch reached, the history and (for --out) a host copy of the weights after each
-    complete epoch, so that Ctrl-C can save the last complete epoch's model."""
-
-    def __init__(self, keep_weights: bool) -> None:
-        self.keep_weights = keep_weights
-        self.current = self.done = -1  # 0-based epoch indices
-        self.history = nnx.History()
-        self.weights: dict[str, Any] | None = None
-
-    def on_train_begin(self, model: Any, epochs: int, n_samples: int) -> None:
-        self.model = model
-
-    def on_epoch_begin(self, epoch: int) -> None:
-        self.current = epoch
-
-    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
-        self.done = epoch
-        self.history.append(dict(logs))
-        if self.keep_weights:
-            self.weights = self.model.get_weights()
 
 
 def _fit(
@@ -229,7 +123,9 @@ def _fit(
     from nnx.recipes import make_schedule
 
     (x_train, y_train), *val, (x_test, y_test) = data.splits
-    last = _LastEpoch(keep_weights=bool(args.out))
+    from nnx.callbacks import LastEpoch
+
+    last = LastEpoch(keep_weights=bool(args.out))
     callbacks: list[nnx.Callback] = [last]
     if not args.quiet:
         callbacks.append(TqdmProgress() if sys.stdout.isatty() else LineProgress())
@@ -279,7 +175,8 @@ def _after_interrupt(args: argparse.Namespace, model: Any, settings: dict[str, A
         import dataclasses
 
         full = nnx.History(**dataclasses.asdict(history)) if history is not None else nnx.History()
-        full.extend(last.history)
+        for logs in last.logs:
+            full.append(logs)
         model.set_weights(last.weights)
         _save(model, args.out, settings, full, interrupted=True, epoch_reached=last.current + 1)
         parts.append(f"saved the model of epoch {last.done + 1} to {args.out}")
@@ -383,12 +280,11 @@ def read_inputs(path: Path, n_features: int) -> tuple[list[str], np.ndarray]:
     x = x.reshape(len(x), -1) if x.ndim > 2 else x
     if x.ndim != 2 or x.shape[1] != n_features:
         raise ConfigError(f"INPUT {path} must hold samples of {n_features} features (the model's); got shape {x.shape}")
-    if x.dtype.kind in "iuf" and x.size and float(abs(x).max()) > 10:
-        warnings.warn(
-            f"{path} holds values up to {float(abs(x).max()):g}; the model was trained on inputs in [0, 1] "
-            "(divide pixels by 255)",
-            stacklevel=1,
-        )
+    from nnx.training import unscaled
+
+    why = unscaled(x) if x.dtype.kind in "iuf" and x.size else None
+    if why is not None:
+        warnings.warn(f"INPUT {path} looks unscaled: {why}; nnx train's models take inputs in [0, 1]", stacklevel=1)
     return [str(i) for i in range(len(x))], x
 
 
@@ -467,7 +363,7 @@ with --out the last complete epoch's model is saved (marked "interrupted"), and 
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from nnx.recipes import recipe_table
+    from nnx.recipes import fraction, hidden_widths, natural_int, non_negative, positive, positive_int, recipe_table
 
     parser = argparse.ArgumentParser(prog="nnx", description="Train and use multilayer perceptrons.")
     parser.add_argument("--version", action="version", version=f"nnx {nnx.__version__}")

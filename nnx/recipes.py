@@ -3,6 +3,8 @@ optimizer and schedule built from settings (flags over the recipe)."""
 
 from __future__ import annotations
 
+import argparse
+import math
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -77,6 +79,32 @@ def choose_recipe(dataset: str, recipe: str | None) -> tuple[str, str]:
     if dataset in RECIPES:
         return dataset, "the data set's own"
     return PATH_RECIPE, "the default for a data set given by PATH; --recipe digits suits small inputs like 8×8 images"
+
+
+def new_settings(flags: dict[str, Any], dataset: str, recipe: str | None, data_dir: str | None) -> tuple[dict, str]:
+    """(settings, a line that says where they come from): the recipe (``recipe``, else the data
+    set's own) under the flags that were given (not None)."""
+    name, why = choose_recipe(dataset, recipe)
+    settings = {**RECIPES[name], "seed": 0, "dtype": "float32", "clip_norm": None}
+    settings.update({key: value for key, value in flags.items() if value is not None})
+    if dataset not in RECIPES and Path(dataset).exists():
+        dataset = str(Path(dataset).absolute())  # so that evaluate finds it from another folder
+    settings.update(dataset=dataset, data_dir=data_dir, recipe=name)
+    given = [FLAGS.get(key, "--" + key.replace("_", "-")) for key, value in flags.items() if value is not None]
+    return settings, f"recipe {name} ({why}){'; set by flags: ' + ', '.join(given) if given else ''}"
+
+
+def resumed_settings(saved: dict[str, Any], flags: dict[str, Any], data_dir: str | None) -> dict[str, Any]:
+    """The settings of a checkpoint's run; of the flags only --epochs (and --data-dir) may change them."""
+    changed = [
+        f"--{key.replace('_', '-')} {value} (the run's: {saved.get(key)})"
+        for key, value in flags.items()
+        if value is not None and key != "epochs" and value != saved.get(key)
+    ]
+    if changed:
+        raise UsageError(f"--resume continues the run as it was set up; only --epochs may change: {', '.join(changed)}")
+    epochs = flags.get("epochs") or saved["epochs"]
+    return {**saved, "epochs": epochs, "data_dir": data_dir or saved.get("data_dir")}
 
 
 class Data(NamedTuple):
@@ -159,3 +187,57 @@ def make_model(n_features: int, n_classes: int, settings: dict[str, Any], backen
         width = h
     layers.append(nnx.Dense(width, n_classes))
     return nnx.Sequential(*layers, backend=backend, seed=settings["seed"], dtype=settings["dtype"])
+
+
+# ---- flag values: checked as argparse types, so a bad one is a usage error (exit 2) naming the flag ----
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number; got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number; got {text!r}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    if not text.strip().isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1; got {text!r}")
+    return int(text)
+
+
+def natural_int(text: str) -> int:
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0; got {text!r}")
+    return int(text)
+
+
+def positive(text: str) -> float:
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a number > 0; got {text!r}")
+    return value
+
+
+def non_negative(text: str) -> float:
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a number >= 0; got {text!r}")
+    return value
+
+
+def fraction(text: str) -> float:
+    value = _number(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1); got {text!r}")
+    return value
+
+
+def hidden_widths(text: str) -> str:
+    try:
+        parse_hidden(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text

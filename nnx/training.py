@@ -194,17 +194,23 @@ def _progress(verbose: int) -> list[Callback]:
     return [LineProgress()] if verbose else []
 
 
-def _warn_if_unscaled(x: Array) -> None:
-    """Warn (UnscaledInputWarning) when x's typical magnitude, its root mean square, exceeds
-    UNSCALED_RMS: pixels 0-255 give 100-125, the digits' 0-16 about 8, while inputs in [0, 1] or
+def unscaled(x: Array) -> str | None:
+    """Why x looks unscaled, or None: its typical magnitude, the root mean square, exceeds
+    UNSCALED_RMS. Pixels 0-255 give 100-125, the digits' 0-16 about 8, while inputs in [0, 1] or
     standardised ones give at most 1 (whatever their outliers). Judged on ~1,024 evenly spaced rows."""
     sample = x[:: max(1, x.shape[0] // 1024)].astype("float64")
     rms = float((sample * sample).mean()) ** 0.5
-    if rms > UNSCALED_RMS:
+    if rms <= UNSCALED_RMS:
+        return None
+    return f"its values reach {float(abs(sample).max()):g}, with a root mean square of {rms:.3g}"
+
+
+def _warn_if_unscaled(x: Array) -> None:
+    why = unscaled(x)
+    if why is not None:
         warnings.warn(
-            f"x looks unscaled: its values reach {float(abs(sample).max()):g}, with a root mean square of {rms:.3g}; "
-            "training works best on inputs in [0, 1] (pixels: divide by 255) or standardised ones "
-            "(subtract the mean, divide by the standard deviation)",
+            f"x looks unscaled: {why}; training works best on inputs in [0, 1] (pixels: divide by 255) or "
+            "standardised ones (subtract the mean, divide by the standard deviation)",
             UnscaledInputWarning,
             stacklevel=4,  # the caller of Sequential.fit
         )
@@ -340,4 +346,4 @@ class _StopOnInterrupt(contextlib.AbstractContextManager):
             signal.signal(signal.SIGINT, self._previous)
 
 
-__all__ = ["History", "UnscaledInputWarning", "evaluate", "fit", "train_step"]
+__all__ = ["History", "UnscaledInputWarning", "evaluate", "fit", "train_step", "unscaled"]
