@@ -35,8 +35,10 @@ IDX_FILES = {
 }
 HOW_TO_GET = {
     "fashion-mnist": "on Debian or Ubuntu: apt-get install dataset-fashion-mnist; or download the four "
-    "*-ubyte.gz files from https://github.com/zalandoresearch/fashion-mnist into a folder and pass it",
-    "mnist": "download the four *-ubyte.gz files of MNIST into a folder and pass it (or set NNX_DATA)",
+    "*-ubyte.gz files from https://github.com/zalandoresearch/fashion-mnist into a folder and give it "
+    "(nnx train --data-dir DIR, data_dir=DIR, or $NNX_DATA/fashion-mnist)",
+    "mnist": "download the four *-ubyte.gz files of MNIST into a folder and give it "
+    "(nnx train --data-dir DIR, data_dir=DIR, or $NNX_DATA/mnist)",
 }
 
 DIGIT_NAMES = [str(d) for d in range(10)]

@@ -159,6 +159,35 @@ def test_plot_writes_the_learning_curves_and_the_confusion_matrix(tmp_path):
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_plots_have_titles_and_the_curves_show_the_test_result():
+    pytest.importorskip("matplotlib")
+    from nnx.plots import history_figure, require_matplotlib
+
+    plt = require_matplotlib()
+    history = nnx.History(
+        epoch=[1, 2], loss=[0.9, 0.5], accuracy=[0.7, 0.8], val_loss=[1.0, 0.6], val_accuracy=[0.6, 0.75]
+    )
+    fig = history_figure(plt, history, "accuracy", {"loss": 0.55, "accuracy": 0.81}, "fashion-mnist")
+    ax = fig.axes[0]
+    assert ax.get_title() == "accuracy per epoch: fashion-mnist"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "training",
+        "validation",
+        "test, final model: 0.8100",
+    ]
+    assert list(ax.lines[0].get_xdata()) == [1, 2]  # epochs as printed
+    plt.close(fig)
+
+
+def test_writing_into_a_missing_folder_names_the_folder_not_a_temporary_file(capsys, model_path, tmp_path):
+    _, (xt, _) = nnx.datasets.load_digits()
+    np.save(tmp_path / "x.npy", xt[:2])
+    code, _, err = main_in_process(
+        capsys, "predict", str(model_path), str(tmp_path / "x.npy"), "--out", str(tmp_path / "no" / "p.csv")
+    )
+    assert code == 1 and f"the folder {tmp_path / 'no'} does not exist" in err and ".tmp" not in err
+
+
 def test_resume_continues_from_the_last_checkpoint_and_matches_an_uninterrupted_run(tmp_path):
     common = ["train", "--hidden", "32", "--dropout", "0.1", "--optimizer", "adam", "--lr", "0.003", "--quiet"]
     full = run(*common, "--epochs", "4", "--out", str(tmp_path / "full.safetensors"))
@@ -363,6 +392,8 @@ def test_train_help_shows_every_flag_and_each_recipe_s_defaults(capsys):
     for flag, digits, fashion in table:
         assert re.search(rf"^  {flag} +{digits} +{fashion}$", out, re.M), (flag, out)
     assert "fashion-mnist, mnist, PATH" in out
+    code, out, _ = main_in_process(capsys, "evaluate", "--help")
+    assert code == 0 and "recorded in the model file" in " ".join(out.split())
     options = out.split("options:")[1].split("defaults:")[0]
     for line in options.splitlines():  # every option line has its help text
         if line.strip().startswith("--") and "  " not in line.strip():
