@@ -119,12 +119,11 @@ def _fit(
     initial: int,
 ) -> tuple[Any, float, dict[str, float]]:
     """Train; on Ctrl-C save what is complete and raise _Interrupted with the message that says so."""
+    from nnx.callbacks import LastEpoch
     from nnx.progress import LineProgress, TqdmProgress
     from nnx.recipes import make_schedule
 
     (x_train, y_train), *val, (x_test, y_test) = data.splits
-    from nnx.callbacks import LastEpoch
-
     last = LastEpoch(keep_weights=bool(args.out))
     callbacks: list[nnx.Callback] = [last]
     if not args.quiet:
@@ -414,7 +413,7 @@ def build_parser() -> argparse.ArgumentParser:
     add(
         "--plot",
         metavar="DIR",
-        help="write loss, accuracy and confusion-matrix PNGs here (needs matplotlib: the extra nnx[plot])",
+        help="write loss, accuracy and confusion-matrix PNGs here (needs matplotlib, the extra nnx[plot])",
     )
     add("--quiet", action="store_true", help="print only the final result")
     train.set_defaults(run=cmd_train, command_parser=train)

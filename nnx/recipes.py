@@ -135,8 +135,9 @@ def load_dataset(name: str, data_dir: str | None = None, validation: float = 0.0
         return Data(nnx.datasets.load_idx_folder(path, validation), str(path), None)
     if path.suffix == ".npz" and path.is_file():
         return Data(nnx.datasets.load_npz(path, validation), str(path), nnx.datasets.class_names(path))
+    missing = "" if path.exists() else " (no such file or folder)"
     raise UsageError(
-        f"--dataset must be digits, fashion-mnist, mnist, a folder of IDX files or an .npz file; got {name!r}"
+        f"--dataset must be digits, fashion-mnist, mnist, a folder of IDX files or an .npz file; got {name!r}{missing}"
     )
 
 

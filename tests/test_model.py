@@ -352,3 +352,30 @@ def test_inputs_that_look_unscaled_raise_a_warning(digits):
         fit(mlp(), x, y, epochs=1)  # in [0, 1]: no warning
         fit(mlp(), (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-3), y, epochs=1, lr=0.01)  # standardised
     assert issubclass(nnx.UnscaledInputWarning, UserWarning)
+
+
+def test_class_names_round_trip_through_a_model_file_and_bad_ones_are_refused(tmp_path):
+    pytest.importorskip("safetensors", reason="model files need safetensors")
+    from nnx.errors import ModelFileError
+
+    model = nnx.Sequential(nnx.Dense(4, 3), backend="numpy")
+    assert model.class_names is None
+    nnx.save(model, tmp_path / "plain.safetensors")
+    assert nnx.load(tmp_path / "plain.safetensors", backend="numpy").class_names is None
+    model.class_names = ["cat", "dog", "owl"]
+    nnx.save(model, tmp_path / "named.safetensors")
+    assert nnx.load(tmp_path / "named.safetensors", backend="numpy").class_names == ["cat", "dog", "owl"]
+    model.class_names = ["cat", "dog"]
+    with pytest.raises(ConfigError, match=r"model.class_names must be None or 3 strings, one per output; got \['cat'"):
+        nnx.save(model, tmp_path / "bad.safetensors")
+    import json
+
+    from safetensors.numpy import save as st_save
+
+    from nnx.model_file import read
+
+    meta, tensors = read(tmp_path / "named.safetensors")
+    meta["class_names"] = ["cat", "dog", "owl", "eel"]
+    (tmp_path / "edited.safetensors").write_bytes(st_save(tensors, metadata={"nnx": json.dumps(meta)}))
+    with pytest.raises(ModelFileError, match="edited.safetensors: metadata class_names must be None or 3 strings"):
+        nnx.load(tmp_path / "edited.safetensors", backend="numpy")
