@@ -150,7 +150,8 @@ def fit(
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise ConfigError("validation_data must be a pair (x_val, y_val)")
         val = to_device(model, loss, *validation_data, names=("validation_data[0]", "validation_data[1]"))
-    every = check_positive_int(check_every or (1 if model.backend.host_reads_are_free else 50), "check_every")
+    default_every = 1 if model.backend.host_reads_are_free else 50
+    every = check_positive_int(default_every if check_every is None else check_every, "check_every")
     n = xd.shape[0]
     plan = _Plan(loss, optimizer, schedule or Schedule(), epochs, batch_size, math.ceil(n / batch_size), shuffle,
                  list(callbacks), every)  # fmt: skip
