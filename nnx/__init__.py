@@ -39,7 +39,7 @@ _EXPORTS = {
     "Cosine": "nnx.schedules",
     "Schedule": "nnx.schedules",
     "StepDecay": "nnx.schedules",
-    "UnscaledInputWarning": "nnx.training",
+    "UnscaledInputWarning": "nnx.checks",
     "train_step": "nnx.training",
     "datasets": "",
     "errors": "",
@@ -48,6 +48,7 @@ _EXPORTS = {
 if TYPE_CHECKING:  # the same names, for type checkers and editors
     from nnx import datasets, errors
     from nnx.callbacks import Callback
+    from nnx.checks import UnscaledInputWarning
     from nnx.history import History
     from nnx.layers import Dense, Dropout, Layer, ReLU, Softmax
     from nnx.losses import Loss, SparseCategoricalCrossentropy
@@ -56,7 +57,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
     from nnx.optimizers import SGD, Adam, AdamW, ClipGradNorm, Optimizer
     from nnx.progress import LineProgress, TqdmProgress
     from nnx.schedules import Cosine, Schedule, StepDecay
-    from nnx.training import UnscaledInputWarning, train_step
+    from nnx.training import train_step
 
 
 def __getattr__(name: str) -> Any:

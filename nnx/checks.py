@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from typing import Any
 
 import numpy as np
 
 from backends import backend_for
+from backends.contract import Array
 from nnx.errors import ConfigError, DataError, DTypeError, ShapeError
 
 
@@ -99,3 +101,33 @@ def check_positive(value: Any, name: str, *, allow_zero: bool = False) -> float:
         bound = ">= 0" if allow_zero else "> 0"
         raise ConfigError(f"{name} must be a finite number {bound}; got {value!r}")
     return float(value)
+
+
+UNSCALED_RMS = 3.0  # inputs whose root mean square exceeds this look unscaled (pixels 0-255: 100-125)
+
+
+class UnscaledInputWarning(UserWarning):
+    """fit's inputs look unscaled (|x| up to 255, say): training works best on inputs in [0, 1]
+    or standardised ones. Silence it with ``warnings.simplefilter("ignore", nnx.UnscaledInputWarning)``."""
+
+
+def unscaled(x: Array) -> str | None:
+    """Why x looks unscaled, or None: its typical magnitude, the root mean square, exceeds
+    UNSCALED_RMS. Pixels 0-255 give 100-125, the digits' 0-16 about 8, while inputs in [0, 1] or
+    standardised ones give at most 1 (whatever their outliers). Judged on ~1,024 evenly spaced rows."""
+    sample = x[:: max(1, x.shape[0] // 1024)].astype("float64")
+    rms = float((sample * sample).mean()) ** 0.5
+    if rms <= UNSCALED_RMS:
+        return None
+    return f"its values reach {float(abs(sample).max()):g}, with a root mean square of {rms:.3g}"
+
+
+def warn_if_unscaled(x: Array) -> None:
+    why = unscaled(x)
+    if why is not None:
+        warnings.warn(
+            f"x looks unscaled: {why}; training works best on inputs in [0, 1] (pixels: divide by 255) or "
+            "standardised ones (subtract the mean, divide by the standard deviation)",
+            UnscaledInputWarning,
+            stacklevel=4,  # the caller of Sequential.fit
+        )

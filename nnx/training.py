@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import math
-import signal
 import sys
-import threading
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -27,7 +24,8 @@ import numpy as np
 from backends.contract import Array
 from nnx.buffers import BufferCache
 from nnx.callbacks import Callback
-from nnx.checks import check_features, check_positive_int
+from nnx.checks import check_features, check_positive_int, warn_if_unscaled
+from nnx.ctrl_c import StopOnInterrupt
 from nnx.errors import ConfigError, OutOfDeviceMemory, TrainingDiverged, TrainingInterrupted
 from nnx.history import History
 from nnx.layers import Dropout
@@ -37,13 +35,6 @@ from nnx.schedules import Schedule
 
 if TYPE_CHECKING:
     from nnx.model import Sequential
-
-UNSCALED_RMS = 3.0  # inputs whose root mean square exceeds this look unscaled (pixels 0-255: 100-125)
-
-
-class UnscaledInputWarning(UserWarning):
-    """fit's inputs look unscaled (|x| up to 255, say): training works best on inputs in [0, 1]
-    or standardised ones. Silence it with ``warnings.simplefilter("ignore", nnx.UnscaledInputWarning)``."""
 
 
 def train_step(
@@ -145,7 +136,7 @@ def fit(
         raise ConfigError(f"optimizer must be an nnx Optimizer; got {type(optimizer).__name__}")
     callbacks = [*callbacks, *_progress(verbose)]
     xd, yd = to_device(model, loss, x, y)
-    _warn_if_unscaled(xd)
+    warn_if_unscaled(xd)
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
             raise ConfigError("validation_data must be a pair (x_val, y_val)")
@@ -158,7 +149,7 @@ def fit(
     history = History()
     for cb in callbacks:
         cb.on_train_begin(model, epochs, n)
-    with _StopOnInterrupt() as interrupt, np.errstate(all="ignore"):  # divergence is handled below
+    with StopOnInterrupt() as interrupt, np.errstate(all="ignore"):  # divergence is handled below
         for epoch in range(initial_epoch, epochs):
             for cb in callbacks:
                 cb.on_epoch_begin(epoch)
@@ -195,30 +186,8 @@ def _progress(verbose: int) -> list[Callback]:
     return [LineProgress()] if verbose else []
 
 
-def unscaled(x: Array) -> str | None:
-    """Why x looks unscaled, or None: its typical magnitude, the root mean square, exceeds
-    UNSCALED_RMS. Pixels 0-255 give 100-125, the digits' 0-16 about 8, while inputs in [0, 1] or
-    standardised ones give at most 1 (whatever their outliers). Judged on ~1,024 evenly spaced rows."""
-    sample = x[:: max(1, x.shape[0] // 1024)].astype("float64")
-    rms = float((sample * sample).mean()) ** 0.5
-    if rms <= UNSCALED_RMS:
-        return None
-    return f"its values reach {float(abs(sample).max()):g}, with a root mean square of {rms:.3g}"
-
-
-def _warn_if_unscaled(x: Array) -> None:
-    why = unscaled(x)
-    if why is not None:
-        warnings.warn(
-            f"x looks unscaled: {why}; training works best on inputs in [0, 1] (pixels: divide by 255) or "
-            "standardised ones (subtract the mean, divide by the standard deviation)",
-            UnscaledInputWarning,
-            stacklevel=4,  # the caller of Sequential.fit
-        )
-
-
 def _fit_epoch(
-    model: Sequential, xd: Array, yd: Array, plan: _Plan, epoch: int, interrupt: _StopOnInterrupt
+    model: Sequential, xd: Array, yd: Array, plan: _Plan, epoch: int, interrupt: StopOnInterrupt
 ) -> dict[str, float] | None:
     """One epoch of training steps; None when Ctrl-C asked to stop after a step."""
     be, optimizer = model.backend, plan.optimizer
@@ -327,24 +296,4 @@ def _out_of_memory_hint(model: Sequential, plan: _Plan | None) -> Iterator[None]
         ) from None
 
 
-class _StopOnInterrupt(contextlib.AbstractContextManager):
-    """While active (in the main thread), Ctrl-C sets ``requested`` instead of raising mid-step."""
-
-    def __enter__(self) -> _StopOnInterrupt:
-        self.requested = False
-        self._previous = None
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        if self.requested:  # a second Ctrl-C: stop now
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-
-
-__all__ = ["History", "UnscaledInputWarning", "evaluate", "fit", "train_step", "unscaled"]
+__all__ = ["History", "evaluate", "fit", "train_step"]

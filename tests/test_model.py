@@ -223,7 +223,7 @@ def test_a_final_softmax_is_left_to_the_fused_loss_in_fit_and_evaluate(digits):
     np.testing.assert_array_equal(with_softmax.predict(xt), plain.predict(xt))
 
 
-@pytest.mark.filterwarnings("ignore::nnx.training.UnscaledInputWarning")
+@pytest.mark.filterwarnings("ignore::nnx.checks.UnscaledInputWarning")
 def test_a_diverging_run_stops_with_training_diverged_and_restores_finite_weights(digits):
     (x, y), _ = digits
     model = mlp()
@@ -238,7 +238,7 @@ def test_a_diverging_run_stops_with_training_diverged_and_restores_finite_weight
     assert np.isfinite(model.predict(x)).all()
 
 
-@pytest.mark.filterwarnings("ignore::nnx.training.UnscaledInputWarning")
+@pytest.mark.filterwarnings("ignore::nnx.checks.UnscaledInputWarning")
 def test_divergence_checked_every_k_steps_restores_the_epoch_start_weights(digits):
     (x, y), _ = digits
     model = mlp()

@@ -1,0 +1,49 @@
+"""Ctrl-C: ``fit`` stops after the current step (StopOnInterrupt); the command line answers it with
+one line from the entry point's first instruction on (CtrlC)."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from typing import Any
+
+
+class CtrlC:
+    """The SIGINT handler while the command runs: it notes the Ctrl-C and raises KeyboardInterrupt.
+    The note matters because an interrupted import may reach us as an ImportError (NumPy's C modules
+    turn it into one)."""
+
+    def __init__(self) -> None:
+        self.received = False
+
+    def __call__(self, signum: int, frame: Any) -> None:
+        self.received = True
+        raise KeyboardInterrupt
+
+
+def raise_if_interrupted() -> None:
+    """Let a Ctrl-C that something swallowed on the way (see CtrlC) take effect now."""
+    handler = signal.getsignal(signal.SIGINT)
+    if isinstance(handler, CtrlC) and handler.received:
+        raise KeyboardInterrupt
+
+
+class StopOnInterrupt(contextlib.AbstractContextManager):
+    """While active (in the main thread), Ctrl-C sets ``requested`` instead of raising mid-step."""
+
+    def __enter__(self) -> StopOnInterrupt:
+        self.requested = False
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.requested:  # a second Ctrl-C: stop now
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
