@@ -28,7 +28,7 @@ def _cupy_backend_or_reason() -> Backend | str:
     try:
         import cupy
     except Exception as exc:  # ImportError: no CuPy, or a CuPy that cannot load its CUDA libraries
-        return f"the 'cupy' backend needs CuPy: install nnx[gpu] (cupy-cuda12x[ctk]); import failed: {exc}"
+        return f"the 'cupy' backend needs CuPy: pip install cupy-cuda12x[ctk] (the gpu extra); import failed: {exc}"
     try:
         probe(cupy)
     except BackendUnavailable as exc:
