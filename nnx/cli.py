@@ -93,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="write loss, accuracy and confusion-matrix PNGs here (needs matplotlib, the extra nnx[plot])",
     )
     add("--quiet", action="store_true", help="print only the final result")
+    add(
+        "--distributed",
+        action="store_true",
+        help="be one rank of data-parallel training: run as mpiexec -n N nnx train --distributed ...; "
+        "--batch-size is the global batch; rank 0 prints and writes the files (needs the mpi extra)",
+    )
     train.set_defaults(run=cmd_train, command_parser=train)
 
     evaluate = sub.add_parser(

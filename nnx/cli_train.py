@@ -19,6 +19,26 @@ if TYPE_CHECKING:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    if not args.distributed:
+        return _train(args, None)
+    from nnx.distributed import DataParallel
+
+    dp = DataParallel()
+    if dp.rank:  # rank 0 alone prints and writes; the others read (a checkpoint to resume) and train
+        args.quiet, args.out, args.plot = True, None, None
+    if args.backend == "cupy":
+        dp.use_device()
+    try:
+        return _train(args, dp)
+    except KeyboardInterrupt:  # every rank stops at the same step (the all-reduced Ctrl-C flag)
+        raise
+    except BaseException as exc:  # no rank may be left waiting in an all-reduce: end the job
+        print(f"nnx: error on rank {dp.rank} of {dp.size}: {exc}", file=sys.stderr, flush=True)
+        dp.abort(1)
+        raise
+
+
+def _train(args: argparse.Namespace, dp: Any) -> int:
     from nnx.recipes import RECIPES, UsageError, make_model, make_optimizer, new_settings, resumed_settings
 
     if args.out and not Path(args.out).absolute().parent.is_dir():  # found now, not after training
@@ -62,12 +82,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         f"{settings['epochs']} epochs of batch {settings['batch_size']}, {optimizer!r}, schedule {settings['schedule']}"
         f"{' with warm-up ' + format(settings['warmup'], 'g') if settings['warmup'] else ''}"
     )
-    history, seconds, test = _fit(args, model, optimizer, settings, data, history, initial_epoch)
+    history, seconds, test = _fit(args, model, optimizer, settings, data, history, initial_epoch, dp)
     from nnx.progress import format_seconds
 
-    print(
+    ranks = f" × {dp.size} ranks" if dp is not None else ""
+    (print if dp is None or dp.rank == 0 else out)(
         f"test loss {test['loss']:.4f}  test accuracy {test['accuracy']:.4f}  "
-        f"(training {format_seconds(seconds)} on {model.backend.name})"
+        f"(training {format_seconds(seconds)} on {model.backend.name}{ranks})"
     )
     if args.out:
         _save(model, args.out, settings, history, test=test, seconds=seconds)
@@ -104,6 +125,7 @@ def _fit(
     data: Data,
     history: Any,
     initial: int,
+    dp: Any = None,
 ) -> tuple[Any, float, dict[str, float]]:
     """Train; on Ctrl-C save what is complete and raise _Interrupted with the message that says so."""
     from nnx.callbacks import LastEpoch
@@ -115,7 +137,7 @@ def _fit(
     callbacks: list[nnx.Callback] = [last]
     if not args.quiet:
         callbacks.append(TqdmProgress() if sys.stdout.isatty() else LineProgress())
-    if args.checkpoint_dir:
+    if args.checkpoint_dir and (dp is None or dp.rank == 0):
         from nnx.checkpoints import Checkpoint
 
         callbacks.append(Checkpoint(args.checkpoint_dir, optimizer, settings, history))
@@ -133,6 +155,7 @@ def _fit(
             schedule=make_schedule(settings),
             callbacks=callbacks,
             initial_epoch=initial,
+            distributed=dp,
         )
     except KeyboardInterrupt:  # TrainingInterrupted (Ctrl-C) or a second Ctrl-C mid-step
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # saving is quick; let it finish

@@ -64,6 +64,11 @@ class Layer:
         """dL/dparameter of the last backward, by key (computed here first where it was deferred)."""
         return self._grads
 
+    def bind_grads(self, grads: dict[str, Array]) -> None:
+        """Keep the gradients of these keys in these arrays (shaped like the parameters) from now on:
+        views of one flat buffer that a data-parallel all-reduce sums at once (Sequential.gradient_buffer)."""
+        self._grads = {**self._grads, **grads}
+
     def grad_factors(self) -> dict[str, tuple[Array, Array]]:
         """{key: (a, b)} for each gradient that backward left as the product a·b, not yet computed.
         An optimizer may apply such a gradient without forming it (plain SGD: p ← p − lr·a·b)."""

@@ -86,6 +86,7 @@ class Sequential:
         rng = np.random.default_rng(self.seed)
         for layer in self.layers:
             layer.build(backend, self.dtype, rng)
+        self.grad_buffer = self.gradient_buffer()
         self._first_trainable = next((i for i, layer in enumerate(self.layers) if layer.params), 0)
         self._ran = len(self.layers)
         for i, layer in enumerate(self.layers):
@@ -120,6 +121,18 @@ class Sequential:
         for prefix, layer in self.named_layers():
             for key, value in layer.params.items():
                 yield f"{prefix}.{key}", value, layer.grads[key]
+
+    def gradient_buffer(self, spare: int = 0) -> Array:
+        """A new flat array that holds every parameter's gradient as a view, in the order of
+        ``parameters()``, and ``spare`` more entries at its end; the layers keep their gradients
+        there from now on. (N,) of the model's dtype, zeros."""
+        shapes = [(layer, k, p.shape, int(p.size)) for _, layer in self.named_layers() for k, p in layer.params.items()]
+        flat = self.backend.zeros((sum(size for *_, size in shapes) + spare,), self.dtype)
+        offset = 0
+        for layer, key, shape, size in shapes:
+            layer.bind_grads({key: flat[offset : offset + size].reshape(shape)})
+            offset += size
+        return flat
 
     def count_params(self) -> int:
         """The number of trainable numbers."""
@@ -215,6 +228,7 @@ class Sequential:
         initial_epoch: int = 0,
         check_every: int | None = None,
         verbose: int = 0,
+        distributed: Any = None,
     ) -> History:
         """Train for ``epochs`` epochs; see nnx.training.fit. verbose: 0 silent, 1 a progress bar,
         2 a line per epoch."""
@@ -233,6 +247,7 @@ class Sequential:
             initial_epoch=initial_epoch,
             check_every=check_every,
             verbose=verbose,
+            distributed=distributed,
         )
 
     def evaluate(self, x: Any, y: Any, loss: Loss | None = None, batch_size: int = 1024) -> dict[str, float]:

@@ -38,18 +38,29 @@ if TYPE_CHECKING:
 
 
 def train_step(
-    model: Sequential, x: Array, y: Array, loss: Loss, optimizer: Optimizer, check_finite: bool = False
-) -> tuple[Array, Array]:
+    model: Sequential,
+    x: Array,
+    y: Array,
+    loss: Loss,
+    optimizer: Optimizer,
+    check_finite: bool = False,
+    hooks: tuple[Any, ...] = (),
+) -> tuple[Array | None, Array | None]:
     """One training step on device arrays, unchecked: (the mean loss as a 0-d array, the outputs).
 
     With ``check_finite``, a NaN or Inf loss raises TrainingDiverged before anything is updated.
+    ``hooks`` run on the gradients before the optimizer's own (data parallelism's all-reduce);
+    with them, x may have no rows (a rank's share of a small batch): (None, None), and the hooks
+    provide the gradients.
     """
-    outputs = model.forward(x, logits=loss.takes_logits)
-    value, grad = loss.compute(model.backend, outputs, y)
-    if check_finite and not math.isfinite(float(value)):
-        raise TrainingDiverged(f"the loss is {float(value)}; the step was not applied (lower the learning rate?)")
-    model.backward(grad)
-    for hook in optimizer.gradient_hooks:
+    value = outputs = None
+    if x.shape[0] or not hooks:
+        outputs = model.forward(x, logits=loss.takes_logits)
+        value, grad = loss.compute(model.backend, outputs, y)
+        if check_finite and not math.isfinite(float(value)):
+            raise TrainingDiverged(f"the loss is {float(value)}; the step was not applied (lower the learning rate?)")
+        model.backward(grad)
+    for hook in (*hooks, *optimizer.gradient_hooks):
         hook(model)
     optimizer.step(model)
     return value, outputs
@@ -89,6 +100,7 @@ class _Plan:
     shuffle: bool
     callbacks: list[Callback]
     check_every: int
+    sync: Any = None  # data parallelism's GradientAllReduce, or None
     batches: BufferCache = field(default_factory=BufferCache)
 
 
@@ -108,6 +120,7 @@ def fit(
     initial_epoch: int = 0,
     check_every: int | None = None,
     verbose: int = 0,
+    distributed: Any = None,
 ) -> History:
     """Train ``model`` for ``epochs`` epochs (starting at ``initial_epoch`` when resuming).
 
@@ -125,6 +138,9 @@ def fit(
     nnx.LineProgress. History.epoch holds the epochs' numbers as printed, from 1 (a run resumed
     with initial_epoch=k starts at k + 1); callbacks get the 0-based index, as in Keras.
     Inputs that look unscaled (a root mean square over 3: pixels 0-255, say) raise an UnscaledInputWarning.
+    distributed: an nnx.distributed.DataParallel: this process is one rank of data-parallel
+    training (see that module); every rank calls fit with the same arguments and reports the
+    global numbers.
     """
     epochs = check_positive_int(epochs, "epochs")
     batch_size = check_positive_int(batch_size, "batch_size")
@@ -144,8 +160,9 @@ def fit(
     default_every = 1 if model.backend.host_reads_are_free else 50
     every = check_positive_int(default_every if check_every is None else check_every, "check_every")
     n = xd.shape[0]
+    sync = distributed.synchronizer(model) if distributed is not None else None
     plan = _Plan(loss, optimizer, schedule or Schedule(), epochs, batch_size, math.ceil(n / batch_size), shuffle,
-                 list(callbacks), every)  # fmt: skip
+                 list(callbacks), every, sync)  # fmt: skip
     history = History()
     for cb in callbacks:
         cb.on_train_begin(model, epochs, n)
@@ -161,8 +178,10 @@ def fit(
                     f"interrupted during epoch {epoch + 1}; the model holds the weights of the last complete step",
                     history,
                 )
+            if sync is not None:
+                sync.dp.check_same_weights(model)
             if validation_data is not None:
-                v = _evaluate_device(model, *val, loss, max(batch_size, 1024))
+                v = _evaluate_device(model, *val, loss, max(batch_size, 1024), distributed)
                 logs.update({f"val_{key}": value for key, value in v.items()})
             logs.update(epoch=epoch + 1, lr=optimizer.lr, seconds=time.perf_counter() - start)
             history.append(logs)
@@ -203,6 +222,9 @@ def _fit_epoch(
     try:
         for step in range(steps):
             lo, hi = step * batch_size, min((step + 1) * batch_size, n)
+            rows = hi - lo  # of the (global) batch
+            if plan.sync is not None:
+                lo, hi = plan.sync.dp.share(lo, hi)  # this rank's part of it
             if order is None:
                 xb, yb = xd[lo:hi], yd[lo:hi]
             else:
@@ -212,7 +234,13 @@ def _fit_epoch(
             optimizer.lr = optimizer.base_lr * plan.schedule.factor(epoch * steps + step, plan.epochs * steps, steps)
             check = (step + 1) % plan.check_every == 0 or step == steps - 1
             try:
-                value, outputs = train_step(model, xb, yb, plan.loss, optimizer, check_finite=check)
+                if plan.sync is None:
+                    value, outputs = train_step(model, xb, yb, plan.loss, optimizer, check_finite=check)
+                    step_correct = be.count_correct(outputs, yb) if correct is not None else 0
+                    stop = interrupt.requested
+                else:  # the ranks' numbers come summed with the gradients, and all stop together
+                    value, step_correct, stop = plan.sync.step(model, xb, yb, plan.loss, optimizer, rows, check,
+                                                               interrupt.requested)  # fmt: skip
             except TrainingDiverged:
                 _restore(model, snapshot)
                 raise TrainingDiverged(
@@ -221,14 +249,15 @@ def _fit_epoch(
                     f"are restored. Likely cause: the learning rate (lr={optimizer.lr:g}) is too high, or the "
                     "inputs are badly scaled"
                 ) from None
-            loss_sum += value * (hi - lo)
+            loss_sum += value * rows
+            seen = step * batch_size + rows
             if correct is not None:
-                correct += be.count_correct(outputs, yb)
+                correct += step_correct
             if check:
-                accuracy = int(correct) / hi if correct is not None else math.nan
+                accuracy = int(correct) / seen if correct is not None else math.nan
                 for cb in plan.callbacks:
-                    cb.on_progress(epoch, hi, float(loss_sum) / hi, accuracy)
-            if interrupt.requested:
+                    cb.on_progress(epoch, seen, float(loss_sum) / seen, accuracy)
+            if stop:
                 return None
     finally:
         model.train(False)
@@ -245,21 +274,29 @@ def evaluate(model: Sequential, x: Any, y: Any, loss: Loss, batch_size: int = 10
         return _evaluate_device(model, *to_device(model, loss, x, y), loss, batch_size)
 
 
-def _evaluate_device(model: Sequential, xd: Array, yd: Array, loss: Loss, batch_size: int) -> dict[str, float]:
+def _evaluate_device(
+    model: Sequential, xd: Array, yd: Array, loss: Loss, batch_size: int, distributed: Any = None
+) -> dict[str, float]:
+    """Metrics on device arrays; with ``distributed``, each rank takes its share of the rows and
+    the sums are reduced over the ranks."""
     be = model.backend
     loss_sum = be.zeros((), np.float64)
     correct = be.zeros((), np.int64)
     n = xd.shape[0]
-    for lo in range(0, n, batch_size):
-        xb, yb = xd[lo : lo + batch_size], yd[lo : lo + batch_size]
+    first, end = distributed.share(0, n) if distributed is not None else (0, n)
+    for lo in range(first, end, batch_size):
+        xb, yb = xd[lo : min(lo + batch_size, end)], yd[lo : min(lo + batch_size, end)]
         outputs = model.forward(xb, logits=loss.takes_logits)
         value, _ = loss.compute(be, outputs, yb)
         loss_sum += value * xb.shape[0]
         if loss.classification:
             correct += be.count_correct(outputs, yb)
-    metrics = {"loss": float(loss_sum) / n}
+    sums = [float(loss_sum), int(correct)]
+    if distributed is not None:
+        sums = distributed.sum(sums)
+    metrics = {"loss": sums[0] / n}
     if loss.classification:
-        metrics["accuracy"] = int(correct) / n
+        metrics["accuracy"] = sums[1] / n
     return metrics
 
 
