@@ -237,7 +237,6 @@ def _fit_epoch(
                 if plan.sync is None:
                     value, outputs = train_step(model, xb, yb, plan.loss, optimizer, check_finite=check)
                     step_correct = be.count_correct(outputs, yb) if correct is not None else 0
-                    stop = interrupt.requested
                 else:  # the ranks' numbers come summed with the gradients, and all stop together
                     value, step_correct, stop = plan.sync.step(model, xb, yb, plan.loss, optimizer, rows, check,
                                                                interrupt.requested)  # fmt: skip
@@ -257,7 +256,7 @@ def _fit_epoch(
                 accuracy = int(correct) / seen if correct is not None else math.nan
                 for cb in plan.callbacks:
                     cb.on_progress(epoch, seen, float(loss_sum) / seen, accuracy)
-            if stop:
+            if stop if plan.sync is not None else interrupt.requested:
                 return None
     finally:
         model.train(False)
