@@ -1,0 +1,68 @@
+"""Jobs that tests/test_distributed.py runs under ``mpiexec -n R python -m tests.mpi_jobs JOB OUT``."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+
+import nnx
+from nnx.distributed import DataParallel
+
+
+def digits_run(dp, batch_size: int, epochs: int = 3, out: Path | None = None, **fit_kwargs):
+    (x, y), (xt, yt) = nnx.datasets.load_digits()
+    model = nnx.Sequential(nnx.Dense(64, 32), nnx.ReLU(), nnx.Dense(32, 10), backend="numpy", dtype="float64", seed=0)
+    history = model.fit(x, y, loss=nnx.SparseCategoricalCrossentropy(), optimizer=nnx.SGD(0.1), epochs=epochs,
+                        batch_size=batch_size, validation_data=(xt, yt), distributed=dp, **fit_kwargs)  # fmt: skip
+    if out is not None:
+        np.savez(out, **model.get_weights(), loss=history.loss, accuracy=history.accuracy, val_loss=history.val_loss,
+                 val_accuracy=history.val_accuracy)  # fmt: skip
+    return model, history
+
+
+def main(job: str, out: str) -> None:
+    dp = DataParallel()
+    target = Path(out) / f"{job}-{dp.size}-rank{dp.rank}.npz"
+    if job.startswith("equal-"):  # equal-<batch>: the weights and the global numbers of every rank
+        digits_run(dp, int(job.split("-")[1]), out=target)
+    elif job == "fail":  # rank 1 fails in epoch 2: the whole job must end
+
+        class Fail(nnx.Callback):
+            def on_epoch_begin(self, epoch):
+                if epoch == 1 and dp.rank == 1:
+                    raise RuntimeError("rank 1 fails on purpose")
+
+        digits_run(dp, 64, epochs=50, callbacks=[Fail()])
+    elif job == "drift":  # rank 1's weights are changed behind the all-reduce's back
+
+        class Drift(nnx.Callback):
+            def on_train_begin(self, model, epochs, n):
+                self.model = model
+
+            def on_epoch_begin(self, epoch):
+                if epoch == 1 and dp.rank == 1:
+                    next(self.model.parameters())[0, 0] += 1.0
+
+        try:
+            digits_run(dp, 64, callbacks=[Drift()])
+        except nnx.distributed.WeightsDiverged as exc:
+            Path(out, f"drift-rank{dp.rank}.txt").write_text(str(exc))
+    elif job == "diverge":  # a NaN loss on rank 0 alone: every rank raises TrainingDiverged at the same step
+        (x, y), _ = nnx.datasets.load_digits()
+        x = x.copy()
+        if dp.rank == 0:
+            x[::7] *= 1e30
+        model = nnx.Sequential(nnx.Dense(64, 10), backend="numpy", seed=0)
+        try:
+            model.fit(x, y, loss=nnx.SparseCategoricalCrossentropy(), optimizer=nnx.SGD(0.1), epochs=2, batch_size=64,
+                      distributed=dp)  # fmt: skip
+        except nnx.errors.TrainingDiverged as exc:
+            Path(out, f"diverge-rank{dp.rank}.txt").write_text(str(exc))
+    else:
+        raise SystemExit(f"unknown job {job!r}")
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])
