@@ -13,7 +13,7 @@ import numpy as np
 
 from backends import Backend, get_backend
 from backends.contract import Array
-from nnx import training
+from nnx import evaluation, training
 from nnx.callbacks import Callback
 from nnx.checks import check_features, check_positive_int
 from nnx.errors import ConfigError, DTypeError, ShapeError
@@ -252,8 +252,8 @@ class Sequential:
 
     def evaluate(self, x: Any, y: Any, loss: Loss | None = None, batch_size: int = 1024) -> dict[str, float]:
         """Mean loss (and accuracy, for a classification loss) on (x, y) in inference mode;
-        ``loss`` defaults to SparseCategoricalCrossentropy. See nnx.training.evaluate."""
-        return training.evaluate(self, x, y, loss or SparseCategoricalCrossentropy(), batch_size)
+        ``loss`` defaults to SparseCategoricalCrossentropy. See nnx.evaluation.evaluate."""
+        return evaluation.evaluate(self, x, y, loss or SparseCategoricalCrossentropy(), batch_size)
 
     # ---- inference -------------------------------------------------------------------------
     def predict(self, x: Any, batch_size: int = 1024) -> np.ndarray:

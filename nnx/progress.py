@@ -11,6 +11,7 @@ import time
 from typing import Any, TextIO
 
 from nnx.callbacks import Callback
+from nnx.errors import ConfigError
 
 
 def format_logs(epoch: int, epochs: int, logs: dict[str, float]) -> str:
@@ -77,3 +78,12 @@ class TqdmProgress(LineProgress):
     def on_train_end(self) -> None:
         if getattr(self, "bar", None) is not None:
             self.bar.close()
+
+
+def progress_callbacks(verbose: int) -> list[Callback]:
+    """The progress callback that ``verbose`` asks for (none for 0)."""
+    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+        raise ConfigError(f"verbose must be 0 (silent), 1 (a progress bar) or 2 (a line per epoch); got {verbose!r}")
+    if verbose == 1 and sys.stdout.isatty():
+        return [TqdmProgress()]
+    return [LineProgress()] if verbose else []

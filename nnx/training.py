@@ -11,11 +11,8 @@ every ``check_every`` steps on a GPU.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -24,13 +21,15 @@ import numpy as np
 from backends.contract import Array
 from nnx.buffers import BufferCache
 from nnx.callbacks import Callback
-from nnx.checks import check_features, check_positive_int, warn_if_unscaled
+from nnx.checks import check_positive_int, warn_if_unscaled
 from nnx.ctrl_c import StopOnInterrupt
-from nnx.errors import ConfigError, OutOfDeviceMemory, TrainingDiverged, TrainingInterrupted
+from nnx.errors import ConfigError, TrainingDiverged, TrainingInterrupted
+from nnx.evaluation import evaluate_device, out_of_memory_hint, to_device
 from nnx.history import History
 from nnx.layers import Dropout
 from nnx.losses import Loss
 from nnx.optimizers import Optimizer
+from nnx.progress import progress_callbacks
 from nnx.schedules import Schedule
 
 if TYPE_CHECKING:
@@ -75,16 +74,6 @@ def checked_step(model: Sequential, x: Any, y: Any, loss: Loss, optimizer: Optim
     finally:
         model.train(False)
     return float(value)
-
-
-def to_device(
-    model: Sequential, loss: Loss, x: Any, y: Any, names: tuple[str, str] = ("x", "y")
-) -> tuple[Array, Array]:
-    """x and the targets y, checked (for ``loss``) and on the model's backend."""
-    x = check_features(x, model.in_features, names[0])
-    y = loss.check_targets(y, (x.shape[0], model.out_features), names[1])
-    be = model.backend
-    return be.asarray(x, model.dtype), be.asarray(y, loss.target_dtype or model.dtype)
 
 
 @dataclass
@@ -150,7 +139,7 @@ def fit(
         raise ConfigError(f"loss must be an nnx Loss; got {type(loss).__name__}")
     if not isinstance(optimizer, Optimizer):
         raise ConfigError(f"optimizer must be an nnx Optimizer; got {type(optimizer).__name__}")
-    callbacks = [*callbacks, *_progress(verbose)]
+    callbacks = [*callbacks, *progress_callbacks(verbose)]
     xd, yd = to_device(model, loss, x, y)
     warn_if_unscaled(xd)
     if validation_data is not None:
@@ -171,7 +160,7 @@ def fit(
             for cb in callbacks:
                 cb.on_epoch_begin(epoch)
             start = time.perf_counter()
-            with _out_of_memory_hint(model, plan):
+            with out_of_memory_hint(model, plan.batch_size, plan.batches):
                 logs = _fit_epoch(model, xd, yd, plan, epoch, interrupt)
             if logs is None:
                 raise TrainingInterrupted(
@@ -181,7 +170,7 @@ def fit(
             if sync is not None:
                 sync.dp.check_same_weights(model)
             if validation_data is not None:
-                v = _evaluate_device(model, *val, loss, max(batch_size, 1024), distributed)
+                v = evaluate_device(model, *val, loss, max(batch_size, 1024), distributed)
                 logs.update({f"val_{key}": value for key, value in v.items()})
             logs.update(epoch=epoch + 1, lr=optimizer.lr, seconds=time.perf_counter() - start)
             history.append(logs)
@@ -192,17 +181,6 @@ def fit(
     for cb in callbacks:
         cb.on_train_end()
     return history
-
-
-def _progress(verbose: int) -> list[Callback]:
-    """The progress callback that ``verbose`` asks for (none for 0)."""
-    if verbose not in (0, 1, 2) or isinstance(verbose, bool):
-        raise ConfigError(f"verbose must be 0 (silent), 1 (a progress bar) or 2 (a line per epoch); got {verbose!r}")
-    from nnx.progress import LineProgress, TqdmProgress
-
-    if verbose == 1 and sys.stdout.isatty():
-        return [TqdmProgress()]
-    return [LineProgress()] if verbose else []
 
 
 def _fit_epoch(
@@ -266,39 +244,6 @@ def _fit_epoch(
     return logs
 
 
-def evaluate(model: Sequential, x: Any, y: Any, loss: Loss, batch_size: int = 1024) -> dict[str, float]:
-    """Mean ``loss`` (and accuracy, for a classification loss) on (x, y), in inference mode."""
-    batch_size = check_positive_int(batch_size, "batch_size")
-    with _out_of_memory_hint(model, None):
-        return _evaluate_device(model, *to_device(model, loss, x, y), loss, batch_size)
-
-
-def _evaluate_device(
-    model: Sequential, xd: Array, yd: Array, loss: Loss, batch_size: int, distributed: Any = None
-) -> dict[str, float]:
-    """Metrics on device arrays; with ``distributed``, each rank takes its share of the rows and
-    the sums are reduced over the ranks."""
-    be = model.backend
-    loss_sum = be.zeros((), np.float64)
-    correct = be.zeros((), np.int64)
-    n = xd.shape[0]
-    first, end = distributed.share(0, n) if distributed is not None else (0, n)
-    for lo in range(first, end, batch_size):
-        xb, yb = xd[lo : min(lo + batch_size, end)], yd[lo : min(lo + batch_size, end)]
-        outputs = model.forward(xb, logits=loss.takes_logits)
-        value, _ = loss.compute(be, outputs, yb)
-        loss_sum += value * xb.shape[0]
-        if loss.classification:
-            correct += be.count_correct(outputs, yb)
-    sums = [float(loss_sum), int(correct)]
-    if distributed is not None:
-        sums = distributed.sum(sums)
-    metrics = {"loss": sums[0] / n}
-    if loss.classification:
-        metrics["accuracy"] = sums[1] / n
-    return metrics
-
-
 def _batch_buffer(plan: _Plan, be: Any, name: str, shape: tuple[int, ...], dtype: Any) -> Array:
     return plan.batches.get(name, (shape, dtype), lambda: be.empty(shape, dtype))
 
@@ -313,23 +258,4 @@ def _restore(model: Sequential, snapshot: list[tuple[Array, Array]]) -> None:
         model.backend.copy_into(live, saved)
 
 
-@contextlib.contextmanager
-def _out_of_memory_hint(model: Sequential, plan: _Plan | None) -> Iterator[None]:
-    """Turn a device allocation failure into OutOfDeviceMemory, freeing the step's buffers."""
-    try:
-        yield
-    except MemoryError as exc:
-        if isinstance(exc, OutOfDeviceMemory):
-            raise
-        for layer in model.layers:
-            layer.release_buffers()
-        if plan is not None:
-            plan.batches.clear()
-        batch = f"batch_size={plan.batch_size}" if plan else "this batch_size"
-        raise OutOfDeviceMemory(
-            f"out of {model.backend.name} memory with {batch}; try a smaller batch_size "
-            f"(the model keeps its weights): {exc}"
-        ) from None
-
-
-__all__ = ["History", "evaluate", "fit", "train_step"]
+__all__ = ["History", "fit", "train_step"]
