@@ -31,6 +31,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         return _train(args, dp)
     except KeyboardInterrupt:  # every rank stops at the same step (the all-reduced Ctrl-C flag)
+        if dp.rank:
+            return 130  # rank 0 says it
         raise
     except BaseException as exc:  # no rank may be left waiting in an all-reduce: end the job
         print(f"nnx: error on rank {dp.rank} of {dp.size}: {exc}", file=sys.stderr, flush=True)
