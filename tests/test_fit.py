@@ -273,3 +273,19 @@ def test_dropout_keeps_the_dtype_is_seeded_by_the_model_and_passes_gradients_thr
 def test_layers_print_as_their_constructor_calls():
     assert repr(nnx.Dense(3, 2)) == "Dense(in_features=3, out_features=2)"
     assert repr(nnx.Dropout(0.25)) == "Dropout(p=0.25)" and repr(nnx.ReLU()) == "ReLU()"
+
+
+def test_adamw_is_adam_with_decoupled_weight_decay_0_01_and_passes_the_rest_through():
+    assert nnx.AdamW().config() == nnx.Adam(lr=1e-3, weight_decay=0.01).config()
+    custom = nnx.AdamW(2e-3, weight_decay=0.1, beta1=0.5, beta2=0.9, eps=1e-6, clip_norm=1.0)
+    assert custom.config() == nnx.Adam(2e-3, 0.5, 0.9, 1e-6, weight_decay=0.1, clip_norm=1.0).config()
+
+
+def test_a_loss_called_directly_returns_a_float_and_the_gradient_on_the_outputs_backend(rng):
+    z, y = rng.standard_normal((6, 4)), rng.integers(0, 4, 6)
+    value, grad = nnx.SparseCategoricalCrossentropy()(z, y)
+    expected = nnx.SparseCategoricalCrossentropy()(z, y, backend=NumpyBackend(None))
+    assert type(value) is float and value == pytest.approx(expected[0], rel=1e-12)
+    assert type(grad) is np.ndarray and grad.shape == (6, 4)
+    np.testing.assert_allclose(grad, expected[1], rtol=1e-12)
+    assert repr(nnx.SparseCategoricalCrossentropy()) == "SparseCategoricalCrossentropy()"
