@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from backends import reference
-from backends.contract import AdamStep, MomentumStep
-from tests.conftest import TOLERANCE
+from backends.contract import AdamStep, Backend, MomentumStep
+from tests.conftest import BACKENDS, TOLERANCE, make_backend
 
 EXACT = "exact"
 Case = Callable[..., list[tuple[str, object, np.ndarray]]]
@@ -154,9 +154,16 @@ for _n, _c in [(1, 2), (37, 1), (37, 7), (37, 63), (37, 64), (256, 1000), (3, 40
     case(f"fused loss N={_n} C={_c}")(loss_case(_n, _c))
 
 
+@pytest.fixture(params=[*BACKENDS, pytest.param("contract", id="contract")])
+def kernel_backend(request):
+    """Every backend configuration, and the contract itself on NumPy (the code CuPy inherits)."""
+    return Backend() if request.param == "contract" else make_backend(request.param)
+
+
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("name", CASES)
-def test_kernel_matches_its_reference(backend, rng, dtype, name):
+def test_kernel_matches_its_reference(kernel_backend, rng, dtype, name):
+    backend = kernel_backend
     for what, got, expected in CASES[name](backend, rng, dtype):
         got = backend.to_numpy(got)
         if what == EXACT:
