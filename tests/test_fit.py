@@ -364,3 +364,12 @@ def test_the_loss_base_class_says_what_a_subclass_must_provide():
     with pytest.raises(NotImplementedError):
         loss.check_targets(np.zeros(1), (1, 1))
     assert repr(loss) == "Loss()" and not loss.classification and not loss.takes_logits
+
+
+def test_a_real_divergence_overflows_silently_into_training_diverged(digits):
+    (x, y), _ = digits
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning from the overflow on the way
+        warnings.simplefilter("ignore", nnx.UnscaledInputWarning)
+        with pytest.raises(TrainingDiverged):
+            small().fit(x * 1000, y, loss=nnx.SparseCategoricalCrossentropy(), optimizer=nnx.SGD(1e6), epochs=2)
