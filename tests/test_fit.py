@@ -372,4 +372,4 @@ def test_a_real_divergence_overflows_silently_into_training_diverged(digits):
         warnings.simplefilter("error")  # no RuntimeWarning from the overflow on the way
         warnings.simplefilter("ignore", nnx.UnscaledInputWarning)
         with pytest.raises(TrainingDiverged):
-            small().fit(x * 1000, y, loss=nnx.SparseCategoricalCrossentropy(), optimizer=nnx.SGD(1e6), epochs=2)
+            small().fit(x * 1e6, y, loss=nnx.SparseCategoricalCrossentropy(), optimizer=nnx.SGD(1e12), epochs=2)
