@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import os
 import signal
+import time
 import warnings
 
 import numpy as np
@@ -90,17 +91,19 @@ def test_the_epoch_loss_and_accuracy_are_the_row_weighted_means_of_its_batches(d
 def test_callbacks_are_told_the_model_the_epochs_the_rows_and_each_epoch_in_order(digits):
     (x, y), (xt, yt) = digits
     recorder, model = Recorder(), small()
+    start = time.perf_counter()
     history = model.fit(
         x, y, loss=nnx.SparseCategoricalCrossentropy(), optimizer=nnx.SGD(0.1), epochs=3, batch_size=512,
         callbacks=[recorder], validation_data=(xt, yt), initial_epoch=1,
     )  # fmt: skip
+    elapsed = time.perf_counter() - start  # each epoch's seconds lie within the call
     calls = [c for c in recorder.calls if c[0] != "progress"]
     assert calls[0] == ("begin", model, 3, len(x)) and calls[-1] == ("end",)
     assert [c[:2] for c in calls[1:-1]] == [("epoch_begin", 1), ("epoch_end", 1), ("epoch_begin", 2), ("epoch_end", 2)]
     logs = calls[2][2]
     assert set(logs) == {"loss", "accuracy", "val_loss", "val_accuracy", "epoch", "lr", "seconds"}
-    assert logs["epoch"] == 2 and logs["lr"] == 0.1 and 0 < logs["seconds"] < 60
-    assert history.epoch == [2, 3] and history.lr == [0.1, 0.1] and all(0 < s < 60 for s in history.seconds)
+    assert logs["epoch"] == 2 and logs["lr"] == 0.1 and 0 < logs["seconds"] < elapsed
+    assert history.epoch == [2, 3] and history.lr == [0.1, 0.1] and 0 < sum(history.seconds) < elapsed
     assert history.val_loss[-1] == pytest.approx(model.evaluate(xt, yt)["loss"], rel=1e-6)
 
 
