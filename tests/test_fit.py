@@ -76,7 +76,7 @@ def test_the_epoch_loss_and_accuracy_are_the_row_weighted_means_of_its_batches(d
         rows = np.array([b[0] for b in batches])
         assert rows.sum() == 1000 and rows[-1] == 1000 - 96 * (steps - 1)
         mean_loss = sum(n * v for n, v, _ in batches) / 1000
-        assert history.loss[epoch] == pytest.approx(mean_loss, rel=1e-9)
+        assert history.loss[epoch] == pytest.approx(mean_loss, rel=1e-6)  # float32 batch losses
         assert history.accuracy[epoch] == sum(c for *_, c in batches) / 1000
         # on the CPU the running numbers reach the callbacks after every step
         progress = [c for c in recorder.calls if c[0] == "progress" and c[1] == epoch]
