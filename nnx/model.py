@@ -14,14 +14,12 @@ import numpy as np
 from backends import Backend, get_backend
 from backends.contract import Array
 from nnx import evaluation, training
-from nnx.callbacks import Callback
 from nnx.checks import check_features, check_positive_int
 from nnx.errors import ConfigError, DTypeError, ShapeError
 from nnx.history import History
 from nnx.layers import Dense, Layer, ReLU, Softmax
 from nnx.losses import Loss, SparseCategoricalCrossentropy
 from nnx.optimizers import Optimizer
-from nnx.schedules import Schedule
 
 DTYPES = ("float32", "float64")
 _BUILDS = itertools.count()
@@ -212,43 +210,11 @@ class Sequential:
         """One checked gradient step on a batch; returns the batch's mean loss. See nnx.training."""
         return training.checked_step(self, x, y, loss, optimizer)
 
-    def fit(
-        self,
-        x: Any,
-        y: Any,
-        *,
-        loss: Loss,
-        optimizer: Optimizer,
-        epochs: int,
-        batch_size: int = 32,
-        shuffle: bool = True,
-        validation_data: tuple[Any, Any] | None = None,
-        schedule: Schedule | None = None,
-        callbacks: tuple[Callback, ...] | list[Callback] = (),
-        initial_epoch: int = 0,
-        check_every: int | None = None,
-        verbose: int = 0,
-        distributed: Any = None,
-    ) -> History:
-        """Train for ``epochs`` epochs; see nnx.training.fit. verbose: 0 silent, 1 a progress bar,
-        2 a line per epoch."""
-        return training.fit(
-            self,
-            x,
-            y,
-            loss=loss,
-            optimizer=optimizer,
-            epochs=epochs,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            validation_data=validation_data,
-            schedule=schedule,
-            callbacks=callbacks,
-            initial_epoch=initial_epoch,
-            check_every=check_every,
-            verbose=verbose,
-            distributed=distributed,
-        )
+    def fit(self, x: Any, y: Any, *, loss: Loss, optimizer: Optimizer, epochs: int, **settings: Any) -> History:
+        """Train for ``epochs`` epochs. The other settings (batch_size=32, shuffle, validation_data,
+        schedule, callbacks, initial_epoch, check_every, verbose, distributed) and their defaults
+        are nnx.training.fit's, written there once."""
+        return training.fit(self, x, y, loss=loss, optimizer=optimizer, epochs=epochs, **settings)
 
     def evaluate(self, x: Any, y: Any, loss: Loss | None = None, batch_size: int = 1024) -> dict[str, float]:
         """Mean loss (and accuracy, for a classification loss) on (x, y) in inference mode;
