@@ -6,6 +6,8 @@ They compute in whatever dtype they are given: the tests give them float64.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -76,3 +78,71 @@ def adam_update(
     m = b1 * m + (1 - b1) * g
     v = b2 * v + (1 - b2) * g * g
     return p * decay - lr * m / (np.sqrt(v) + eps), m, v
+
+
+def erfc(x: np.ndarray) -> np.ndarray:
+    """The complementary error function, entry by entry with the C library's (math.erfc)."""
+    return np.vectorize(math.erfc, otypes=[np.float64])(x)
+
+
+def gelu(x: np.ndarray, approximate: str) -> np.ndarray:
+    """GELU by PyTorch's formulas: x/2·(1 + erf(x/√2)), or x/2·(1 + tanh(√(2/π)·(x + 0.044715·x³)))."""
+    if approximate == "tanh":
+        return 0.5 * x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)))
+    return 0.5 * x * (1 + np.vectorize(math.erf, otypes=[np.float64])(x / math.sqrt(2)))
+
+
+def gelu_backward(grad: np.ndarray, x: np.ndarray, approximate: str) -> np.ndarray:
+    """grad·GELU'(x): Φ(x) + x·φ(x), or the derivative of the tanh form by the product and chain rules."""
+    if approximate == "tanh":
+        u = math.sqrt(2 / math.pi) * (x + 0.044715 * x**3)
+        du = math.sqrt(2 / math.pi) * (1 + 3 * 0.044715 * x**2)
+        return grad * (0.5 * (1 + np.tanh(u)) + 0.5 * x * (1 - np.tanh(u) ** 2) * du)
+    cdf = 0.5 * (1 + np.vectorize(math.erf, otypes=[np.float64])(x / math.sqrt(2)))
+    return grad * (cdf + x * np.exp(-0.5 * x**2) / math.sqrt(2 * math.pi))
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    """exp(−log(1 + exp(−x))), with NumPy's stable logaddexp."""
+    return np.exp(-np.logaddexp(0, -x))
+
+
+def layer_norm(x: np.ndarray, gamma: np.ndarray, beta: np.ndarray, eps: float) -> np.ndarray:
+    mean, var = x.mean(axis=1, keepdims=True), x.var(axis=1, keepdims=True)
+    return (x - mean) / np.sqrt(var + eps) * gamma + beta
+
+
+def layer_norm_backward(
+    grad: np.ndarray, x: np.ndarray, gamma: np.ndarray, eps: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(dx, dgamma, dbeta) of layer_norm, by the textbook formula."""
+    f = x.shape[1]
+    xhat = (x - x.mean(axis=1, keepdims=True)) / np.sqrt(x.var(axis=1, keepdims=True) + eps)
+    g = grad * gamma
+    dx = (f * g - g.sum(axis=1, keepdims=True) - xhat * (g * xhat).sum(axis=1, keepdims=True)) / f
+    dx /= np.sqrt(x.var(axis=1, keepdims=True) + eps)
+    return dx, (grad * xhat).sum(axis=0), grad.sum(axis=0)
+
+
+def mean_squared_error(outputs: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
+    diff = outputs - targets
+    return float(np.mean(diff**2)), 2 * diff / diff.size
+
+
+def binary_cross_entropy(logits: np.ndarray, targets: np.ndarray) -> tuple[float, np.ndarray]:
+    """(mean of −t·log σ(z) − (1 − t)·log(1 − σ(z)), (σ(z) − t)/size), the logs by logaddexp."""
+    loss = targets * np.logaddexp(0, -logits) + (1 - targets) * np.logaddexp(0, logits)
+    return float(loss.mean()), (sigmoid(logits) - targets) / logits.size
+
+
+def softmax_cross_entropy_smoothed(
+    logits: np.ndarray, labels: np.ndarray, smoothing: float
+) -> tuple[float, np.ndarray]:
+    """(mean loss, dlogits) against the smoothed targets q = (1 − ε)·onehot + ε/C, in float64."""
+    z = logits.astype(np.float64)
+    n, c = z.shape
+    q = np.full((n, c), smoothing / c)
+    q[np.arange(n), labels] += 1 - smoothing
+    log_softmax = z - z.max(axis=1, keepdims=True)
+    log_softmax -= np.log(np.exp(log_softmax).sum(axis=1, keepdims=True))
+    return float(-(q * log_softmax).sum() / n), (np.exp(log_softmax) - q) / n

@@ -24,8 +24,15 @@ _EXPORTS = {
     "Layer": "nnx.layers",
     "ReLU": "nnx.layers",
     "Softmax": "nnx.layers",
+    "GELU": "nnx.activations",
+    "LeakyReLU": "nnx.activations",
+    "Sigmoid": "nnx.activations",
+    "Tanh": "nnx.activations",
+    "LayerNorm": "nnx.normalization",
     "Loss": "nnx.losses",
     "SparseCategoricalCrossentropy": "nnx.losses",
+    "MeanSquaredError": "nnx.losses",
+    "BinaryCrossentropy": "nnx.losses",
     "Sequential": "nnx.model",
     "load": "nnx.model_file",
     "save": "nnx.model_file",
@@ -47,13 +54,15 @@ _EXPORTS = {
 
 if TYPE_CHECKING:  # the same names, for type checkers and editors
     from nnx import datasets, errors
+    from nnx.activations import GELU, LeakyReLU, Sigmoid, Tanh
     from nnx.callbacks import Callback
     from nnx.checks import UnscaledInputWarning
     from nnx.history import History
     from nnx.layers import Dense, Dropout, Layer, ReLU, Softmax
-    from nnx.losses import Loss, SparseCategoricalCrossentropy
+    from nnx.losses import BinaryCrossentropy, Loss, MeanSquaredError, SparseCategoricalCrossentropy
     from nnx.model import Sequential
     from nnx.model_file import load, save
+    from nnx.normalization import LayerNorm
     from nnx.optimizers import SGD, Adam, AdamW, ClipGradNorm, Optimizer
     from nnx.progress import LineProgress, TqdmProgress
     from nnx.schedules import Cosine, Schedule, StepDecay
@@ -74,9 +83,11 @@ def __dir__() -> list[str]:
 
 
 __all__ = [
+    "GELU",
     "SGD",
     "Adam",
     "AdamW",
+    "BinaryCrossentropy",
     "Callback",
     "ClipGradNorm",
     "Cosine",
@@ -84,15 +95,20 @@ __all__ = [
     "Dropout",
     "History",
     "Layer",
+    "LayerNorm",
+    "LeakyReLU",
     "LineProgress",
     "Loss",
+    "MeanSquaredError",
     "Optimizer",
     "ReLU",
     "Schedule",
     "Sequential",
+    "Sigmoid",
     "Softmax",
     "SparseCategoricalCrossentropy",
     "StepDecay",
+    "Tanh",
     "TqdmProgress",
     "UnscaledInputWarning",
     "datasets",

@@ -17,11 +17,20 @@ Z (N, C) and integer labels y (N,):
     loss = mean_i( logsumexp(Z_i) − Z_i,y_i )        (row max subtracted first)
     dZ   = ( softmax(Z) − onehot(y) ) / N            (in the same pass)
 
-log(softmax) is never formed in two steps, so large logits stay finite.
+log(softmax) is never formed in two steps, so large logits stay finite. With label smoothing ε
+(PyTorch's meaning) the targets are (1 − ε)·onehot(y) + ε/C.
+
+For regression and binary targets, shaped like the outputs (N, K), each the mean over all N·K
+entries as PyTorch's reduction="mean":
+
+    MeanSquaredError      loss = mean( (outputs − targets)² ),  d = 2·(outputs − targets)/(N·K)
+    BinaryCrossentropy    on logits z, targets t in [0, 1]:
+                          loss = mean( max(z, 0) − z·t + log(1 + exp(−|z|)) ),  dz = (sigmoid(z) − t)/(N·K)
 """
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy as np
@@ -29,7 +38,8 @@ import numpy as np
 from backends import Backend, backend_for
 from backends.contract import Array
 from nnx.buffers import BufferCache
-from nnx.checks import check_labels, check_logits
+from nnx.checks import as_array, check_labels, check_logits
+from nnx.errors import ConfigError, DataError, DTypeError, ShapeError
 
 
 class Loss:
@@ -73,20 +83,83 @@ class Loss:
 
 
 class SparseCategoricalCrossentropy(Loss):
-    """Softmax and cross-entropy on logits (N, C) with integer labels (N,) in [0, C), fused."""
+    """Softmax and cross-entropy on logits (N, C) with integer labels (N,) in [0, C), fused.
+
+    label_smoothing: ε in [0, 1]; the target of a row becomes (1 − ε)·onehot(label) + ε/C.
+    """
 
     classification = True
     takes_logits = True
     target_dtype = np.int64
     outputs_name = "logits"
 
+    def __init__(self, label_smoothing: float = 0.0) -> None:
+        super().__init__()
+        ok = isinstance(label_smoothing, numbers.Real) and not isinstance(label_smoothing, bool)
+        if not ok or not 0 <= label_smoothing <= 1:
+            raise ConfigError(f"label_smoothing must be a number in [0, 1]; got {label_smoothing!r}")
+        self.label_smoothing = float(label_smoothing)
+
     def compute(self, backend: Backend, outputs: Array, targets: Array) -> tuple[Array, Array]:
         n, c = outputs.shape
         grad = self.grad_buffer(backend, outputs)
-        workspace = self._buffers.get(
-            "workspace", (backend.name, n, c, outputs.dtype), lambda: backend.loss_workspace(n, c, outputs.dtype)
-        )
+        key = (backend.name, n, c, outputs.dtype)
+        if self.label_smoothing:
+            ws = self._buffers.get("smoothed", key, lambda: backend.smoothed_loss_workspace(n, c, outputs.dtype))
+            return backend.softmax_cross_entropy_smoothed(outputs, targets, grad, self.label_smoothing, ws), grad
+        workspace = self._buffers.get("workspace", key, lambda: backend.loss_workspace(n, c, outputs.dtype))
         return backend.softmax_cross_entropy(outputs, targets, grad, workspace), grad
 
     def check_targets(self, targets: Any, outputs_shape: tuple[int, int], name: str = "labels") -> np.ndarray:
         return check_labels(targets, outputs_shape[1], outputs_shape[0], name)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({f'label_smoothing={self.label_smoothing}' if self.label_smoothing else ''})"
+
+
+def check_float_targets(targets: Any, outputs_shape: tuple[int, int], name: str, kinds: str, loss: str) -> Any:
+    """targets: finite numbers of a dtype kind in ``kinds``, shaped like the outputs; returns them as an array."""
+    targets = as_array(targets, name)
+    if targets.dtype.kind not in kinds:
+        hint = " (integer class labels go with SparseCategoricalCrossentropy)" if targets.dtype.kind in "iu" else ""
+        raise DTypeError(f"{name} must hold float targets for {loss}; got dtype {targets.dtype}{hint}")
+    shape = tuple(outputs_shape)
+    if tuple(targets.shape) != shape:
+        hint = f" (a column: reshape to {shape})" if targets.shape == shape[:1] and shape[1] == 1 else ""
+        raise ShapeError(f"{name} must have shape {shape}, like the outputs; got {tuple(targets.shape)}{hint}")
+    if targets.dtype.kind == "f" and not bool(backend_for(targets).xp.isfinite(targets).all()):
+        raise DataError(f"{name} must be finite; got NaN or Inf")
+    return targets
+
+
+class MeanSquaredError(Loss):
+    """mean((outputs − targets)²) over all N·K entries; float targets shaped like the outputs (N, K)."""
+
+    def compute(self, backend: Backend, outputs: Array, targets: Array) -> tuple[Array, Array]:
+        grad = self.grad_buffer(backend, outputs)
+        return backend.mean_squared_error(outputs, targets, grad), grad
+
+    def check_targets(self, targets: Any, outputs_shape: tuple[int, int], name: str = "targets") -> Any:
+        return check_float_targets(targets, outputs_shape, name, "f", type(self).__name__)
+
+
+class BinaryCrossentropy(Loss):
+    """Sigmoid and binary cross-entropy on logits (N, K), fused and stable for any logit; targets
+    in [0, 1] shaped like the logits (probabilities, or 0/1 labels of any number type). End the
+    network with logits, not a Sigmoid."""
+
+    takes_logits = True
+    outputs_name = "logits"
+
+    def compute(self, backend: Backend, outputs: Array, targets: Array) -> tuple[Array, Array]:
+        grad = self.grad_buffer(backend, outputs)
+        shape, dtype = outputs.shape, outputs.dtype
+        scratch = self._buffers.get("scratch", (backend.name, shape, dtype), lambda: backend.empty(shape, dtype))
+        return backend.binary_cross_entropy(outputs, targets, grad, scratch), grad
+
+    def check_targets(self, targets: Any, outputs_shape: tuple[int, int], name: str = "targets") -> Any:
+        targets = check_float_targets(targets, outputs_shape, name, "fiub", type(self).__name__)
+        if targets.size and (bool((targets < 0).any()) or bool((targets > 1).any())):
+            low, high = float(targets.min()), float(targets.max())
+            raise DataError(f"{name} must hold values in [0, 1]; got values from {low:g} to {high:g}")
+        return targets
