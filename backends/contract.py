@@ -308,13 +308,12 @@ class Backend:
         out += dd
 
     def sigmoid(self, x: Array, out: Array) -> None:
-        """out = 1/(1 + exp(−x)), accurate in relative terms for every x; exp's argument is clamped
-        where it would overflow (the result there is below the smallest normal float anyway).
-        ``out`` may be ``x``."""
+        """out = 1/(1 + exp(−x)), accurate in relative terms for every x, and 0 where exp(−x)
+        overflows (x < −709 in float64, −88 in float32), as in PyTorch. ``out`` may be ``x``."""
         xp = self.xp
         xp.negative(x, out=out)
-        xp.minimum(out, math.log(np.finfo(out.dtype).max) - 1.0, out=out)
-        xp.exp(out, out=out)
+        with np.errstate(over="ignore"):  # exp(−x) = inf gives the right 0 (NumPy would warn)
+            xp.exp(out, out=out)
         out += 1.0
         xp.reciprocal(out, out=out)
 

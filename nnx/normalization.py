@@ -40,7 +40,7 @@ class LayerNorm(Layer):
 
     def output_features(self, in_features: int) -> int:
         if in_features != self.features:
-            raise ShapeError(f"LayerNorm expects {self.features} features; the layer before gives {in_features}")
+            raise ShapeError(f"LayerNorm expects {self.features} features; its input has {in_features}")
         return self.features
 
     def config(self) -> dict[str, Any]:

@@ -174,3 +174,103 @@ def test_kernel_matches_its_reference(kernel_backend, rng, dtype, name):
         tol = TOLERANCE[dtype]
         scale = float(np.abs(expected).max()) if np.size(expected) else 1.0
         np.testing.assert_allclose(got, expected, rtol=tol, atol=tol * scale, err_msg=f"{name}: {what}")
+
+
+# ---- the kernels of the activations, LayerNorm and the regression and binary losses ----------
+
+
+@case("erfc, both signs and the upper tail")
+def _(be, rng, dtype):
+    x = np.concatenate([rng.uniform(-6, 6, 200), rng.uniform(5, 26, 40), [0.0, -0.0, 1e-9]]).astype(dtype)
+    out = be.empty(x.shape, dtype)
+    be.erfc(be.asarray(x), out)
+    expected = reference.erfc(*f64(x))
+    if dtype == "float32":
+        return [("erfc", out, expected)]
+    normal = expected > 1e-290  # in float64, relatively accurate wherever erfc is a normal float (erfc(26) ≈ 6e-296)
+    ratio = be.to_numpy(out)[normal] / expected[normal]
+    return [("erfc", out, expected), ("erfc / reference", ratio, np.ones_like(ratio))]
+
+
+@case("GELU and its backward, exact and tanh")
+def _(be, rng, dtype):
+    x, g = (rng.standard_normal((37, 65)) * 3).astype(dtype), rng.standard_normal((37, 65)).astype(dtype)
+    out = []
+    for approximate in ("none", "tanh"):
+        y, keep, dx = (be.empty(x.shape, dtype) for _ in range(3))
+        be.gelu(be.asarray(x), y, keep, approximate)
+        be.gelu_backward(be.asarray(g), be.asarray(x), keep, dx, approximate)
+        x64, g64 = f64(x, g)
+        out += [
+            (f"gelu {approximate}", y, reference.gelu(x64, approximate)),
+            (f"gelu_backward {approximate}", dx, reference.gelu_backward(g64, x64, approximate)),
+        ]
+    return out
+
+
+@case("sigmoid, large |x| included")
+def _(be, rng, dtype):
+    x = np.concatenate([rng.standard_normal(300) * 8, [0.0, 80.0, -80.0, 1e3, -1e3]]).astype(dtype)
+    out = be.empty(x.shape, dtype)
+    be.sigmoid(be.asarray(x), out)
+    return [("sigmoid", out, reference.sigmoid(*f64(x)))]
+
+
+@case("LayerNorm forward and backward")
+def _(be, rng, dtype):
+    n, f = 33, 70
+    x = (rng.standard_normal((n, f)) * 3 + 2).astype(dtype)
+    gamma, beta, g = (
+        rng.standard_normal(f).astype(dtype),
+        rng.standard_normal(f).astype(dtype),
+        rng.standard_normal(x.shape),
+    )
+    g = g.astype(dtype)
+    y, xhat, dx, work = (be.empty(x.shape, dtype) for _ in range(4))
+    rstd, rows, dgamma, dbeta = (
+        be.empty((n,), dtype),
+        be.empty((2, n), dtype),
+        be.empty((f,), dtype),
+        be.empty((f,), dtype),
+    )
+    be.layer_norm(be.asarray(x), be.asarray(gamma), be.asarray(beta), 1e-5, y, xhat, rstd)
+    be.layer_norm_backward(be.asarray(g), xhat, rstd, be.asarray(gamma), dx, dgamma, dbeta, work, rows)
+    x64, gamma64, beta64, g64 = f64(x, gamma, beta, g)
+    ref_dx, ref_dgamma, ref_dbeta = reference.layer_norm_backward(g64, x64, gamma64, 1e-5)
+    return [
+        ("y", y, reference.layer_norm(x64, gamma64, beta64, 1e-5)),
+        ("dx", dx, ref_dx),
+        ("dgamma", dgamma, ref_dgamma),
+        ("dbeta", dbeta, ref_dbeta),
+    ]
+
+
+@case("mean squared error and binary cross-entropy on logits")
+def _(be, rng, dtype):
+    z, t = (rng.standard_normal((37, 3)) * 6).astype(dtype), rng.uniform(0, 1, (37, 3)).astype(dtype)
+    grad_mse, grad_bce, scratch = (be.empty(z.shape, dtype) for _ in range(3))
+    mse = be.mean_squared_error(be.asarray(z), be.asarray(t), grad_mse)
+    bce = be.binary_cross_entropy(be.asarray(z), be.asarray(t), grad_bce, scratch)
+    ref_mse, ref_grad_mse = reference.mean_squared_error(*f64(z, t))
+    ref_bce, ref_grad_bce = reference.binary_cross_entropy(*f64(z, t))
+    return [
+        ("mse", mse, np.float64(ref_mse)),
+        ("mse grad", grad_mse, ref_grad_mse),
+        ("bce", bce, np.float64(ref_bce)),
+        ("bce grad", grad_bce, ref_grad_bce),
+    ]
+
+
+def smoothed_loss_case(n: int, c: int, smoothing: float) -> Case:
+    def run(be, rng, dtype):
+        z, y = (rng.standard_normal((n, c)) * 6).astype(dtype), rng.integers(0, c, n)
+        d = be.empty(z.shape, dtype)
+        value = be.softmax_cross_entropy_smoothed(be.asarray(z), be.asarray(y), d, smoothing)
+        ref_value, ref_d = reference.softmax_cross_entropy_smoothed(z, y, smoothing)
+        return [("loss", value, np.float64(ref_value)), ("dlogits", d, ref_d)]
+
+    return run
+
+
+for _n, _c, _eps in [(1, 2, 0.1), (37, 1, 0.2), (37, 64, 0.1), (256, 1000, 0.05), (3, 4097, 1.0)]:
+    case(f"fused loss with label smoothing {_eps}, N={_n} C={_c}")(smoothed_loss_case(_n, _c, _eps))

@@ -191,3 +191,43 @@ def test_files_get_the_mode_open_would_give_them(tmp_path, trained, umask):
     finally:
         os.umask(old)
     assert (tmp_path / "m.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def every_layer_model(backend):
+    """A model with every layer type, its LayerNorms' gamma and beta moved off their ones and zeros."""
+    model = nnx.Sequential(
+        nnx.Dense(6, 8), nnx.LayerNorm(8, eps=1e-3), nnx.GELU(), nnx.Dense(8, 8), nnx.GELU(approximate="tanh"),
+        nnx.Dropout(0.1), nnx.Dense(8, 8), nnx.Tanh(), nnx.LayerNorm(8), nnx.Dense(8, 8), nnx.Sigmoid(),
+        nnx.Dense(8, 8), nnx.LeakyReLU(negative_slope=0.2), nnx.Dense(8, 5), nnx.ReLU(), nnx.Dense(5, 3), nnx.Softmax(),
+        backend=backend, seed=7,
+    )  # fmt: skip
+    rng = np.random.default_rng(3)
+    model.set_weights({k: v + rng.standard_normal(v.shape) * 0.3 for k, v in model.get_weights().items()})
+    return model
+
+
+def test_every_layer_type_round_trips_with_its_settings_and_predictions(tmp_path, backend):
+    from nnx.layers import LAYER_TYPES
+
+    model = every_layer_model(backend)
+    assert {type(layer).__name__ for layer in model.layers} == set(LAYER_TYPES)
+    path = tmp_path / "every.safetensors"
+    nnx.save(model, path)
+    loaded = nnx.load(path, backend=backend)
+    assert repr(loaded.layers) == repr(model.layers)
+    assert "GELU(approximate='tanh')" in repr(loaded.layers) and "LayerNorm(features=8, eps=0.001)" in repr(
+        loaded.layers
+    )
+    for name, w in model.get_weights().items():
+        np.testing.assert_array_equal(loaded.get_weights()[name], w)
+    x = np.random.default_rng(4).standard_normal((20, 6)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.predict(x), model.predict(x))
+
+
+def test_a_file_whose_layer_norm_size_disagrees_with_its_weights_is_refused(tmp_path):
+    meta = good_meta()
+    meta["layers"].append({"type": "LayerNorm", "features": 4, "eps": 1e-5})
+    tensors = {**good_tensors(), "layers.1.gamma": np.ones(3, np.float32), "layers.1.beta": np.zeros(3, np.float32)}
+    write_with_meta(tmp_path / "m.safetensors", meta, tensors)
+    with pytest.raises(ModelFileError, match="weights do not match the architecture"):
+        nnx.load(tmp_path / "m.safetensors", backend="numpy")
