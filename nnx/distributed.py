@@ -24,7 +24,7 @@ from backends.contract import Array
 from nnx.errors import ConfigError, NNXError, TrainingDiverged
 from nnx.losses import Loss
 
-EXTRA_SLOTS = 3  # after the gradients in the flat buffer: loss·n_r/N, correct count, stop flag
+EXTRA_SLOTS = 3  # after the gradients in the flat buffer: loss·n_r/N, the metric's sum, stop flag
 
 
 class WeightsDiverged(NNXError, RuntimeError):
@@ -114,20 +114,20 @@ class DataParallel:
 
 class GradientAllReduce:
     """Data parallelism's step: the gradient hook that scales this rank's gradients by its share of
-    the global batch, writes its loss, correct count and Ctrl-C flag into the flat buffer's last
+    the global batch, writes its loss, metric sum (the correct count) and Ctrl-C flag into the flat buffer's last
     slots, and all-reduces the buffer once; then every rank takes the same optimizer step."""
 
     def __init__(self, dp: DataParallel, flat: Array) -> None:
         self.dp, self.flat = dp, flat
         self.weight, self.check, self.stop = 1.0, True, False
-        self.noted: tuple[Any, ...] | None = None  # (loss, outputs, targets, classification) of this rank's rows
+        self.noted: tuple[Any, ...] | None = None  # (loss value, outputs, targets, loss) of this rank's rows
         self._losses: dict[int, Loss] = {}
 
     def step(
         self, model: Any, x: Array, y: Array, loss: Loss, optimizer: Any, rows: int, check: bool, stop: bool
     ) -> tuple[Array, Array, bool]:
         """One step on this rank's ``x`` of a global batch of ``rows``: (the global mean loss and
-        the global correct count as 0-d device arrays, whether any rank asked to stop)."""
+        the global sum of the loss's metric as 0-d device arrays, whether any rank asked to stop)."""
         from nnx.training import train_step
 
         self.weight, self.check, self.stop, self.noted = x.shape[0] / rows, check, stop, None
@@ -135,7 +135,7 @@ class GradientAllReduce:
         train_step(model, x, y, noting, optimizer, hooks=(self,))
         extra = self.flat[-EXTRA_SLOTS:]
         stopped = check and float(extra[2]) > 0  # read where the loss is checked: the same steps on every rank
-        return extra[0], extra[1].astype(np.int64), stopped
+        return extra[0], extra[1], stopped
 
     def __call__(self, model: Any) -> None:
         be, flat = model.backend, self.flat
@@ -147,9 +147,9 @@ class GradientAllReduce:
             for _ in model.named_parameters():  # every gradient computed, into its view of the buffer
                 pass
             grads *= self.weight
-            value, outputs, targets, classification = self.noted
+            value, outputs, targets, loss = self.noted
             extra[0] = value * self.weight
-            extra[1] = be.count_correct(outputs, targets) if classification else 0
+            extra[1] = loss.metric_sum(be, outputs, targets) if loss.metric else 0
         extra[2] = 1.0 if self.stop else 0.0
         self.dp.allreduce(flat, be)
         if self.check and not math.isfinite(float(extra[0])):
@@ -162,9 +162,9 @@ class _Noting(Loss):
     def __init__(self, loss: Loss, sync: GradientAllReduce) -> None:
         super().__init__()
         self.loss, self.sync = loss, sync
-        self.classification, self.takes_logits = loss.classification, loss.takes_logits
+        self.task, self.metric, self.takes_logits = loss.task, loss.metric, loss.takes_logits
 
     def compute(self, backend: Any, outputs: Array, targets: Array) -> tuple[Array, Array]:
         value, grad = self.loss.compute(backend, outputs, targets)
-        self.sync.noted = (value, outputs, targets, self.loss.classification)
+        self.sync.noted = (value, outputs, targets, self.loss)
         return value, grad

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 
 
 def evaluate(model: Sequential, x: Any, y: Any, loss: Loss, batch_size: int = 1024) -> dict[str, float]:
-    """Mean ``loss`` (and accuracy, for a classification loss) on (x, y), in inference mode."""
+    """Mean ``loss`` and the loss's metric (accuracy, or "mae" for MeanSquaredError) on (x, y), in inference mode."""
     batch_size = check_positive_int(batch_size, "batch_size")
     with out_of_memory_hint(model, None):
         return evaluate_device(model, *to_device(model, loss, x, y), loss, batch_size)
@@ -34,7 +34,7 @@ def evaluate_device(
     the sums are reduced over the ranks."""
     be = model.backend
     loss_sum = be.zeros((), np.float64)
-    correct = be.zeros((), np.int64)
+    metric_sum = be.zeros((), np.float64)
     n = xd.shape[0]
     first, end = distributed.share(0, n) if distributed is not None else (0, n)
     for lo in range(first, end, batch_size):
@@ -42,14 +42,14 @@ def evaluate_device(
         outputs = model.forward(xb, logits=loss.takes_logits)
         value, _ = loss.compute(be, outputs, yb)
         loss_sum += value * xb.shape[0]
-        if loss.classification:
-            correct += be.count_correct(outputs, yb)
-    sums = [float(loss_sum), int(correct)]
+        if loss.metric:
+            metric_sum += loss.metric_sum(be, outputs, yb)
+    sums = [float(loss_sum), float(metric_sum)]
     if distributed is not None:
         sums = distributed.sum(sums)
     metrics = {"loss": sums[0] / n}
-    if loss.classification:
-        metrics["accuracy"] = sums[1] / n
+    if loss.metric:
+        metrics[loss.metric] = sums[1] / n
     return metrics
 
 

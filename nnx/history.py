@@ -9,13 +9,16 @@ from dataclasses import dataclass, field
 @dataclass
 class History:
     """Per-epoch metrics of ``fit``: lists indexed by epoch (val_* empty without validation data;
-    accuracy empty for a loss that is not a classification loss)."""
+    accuracy for a loss whose metric is accuracy, mae (mean absolute error) for MeanSquaredError,
+    each empty otherwise)."""
 
     epoch: list[int] = field(default_factory=list)
     loss: list[float] = field(default_factory=list)
     accuracy: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     val_accuracy: list[float] = field(default_factory=list)
+    mae: list[float] = field(default_factory=list)
+    val_mae: list[float] = field(default_factory=list)
     lr: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
 

@@ -6,8 +6,13 @@ The protocol that training uses (``Loss``):
                                                           loss as a 0-d array, dL/doutputs in a
                                                           buffer the loss reuses
     check_targets(targets, outputs_shape, name) -> host   validated targets, in target_dtype
-    classification                                        True: targets are class labels, and
-                                                          fit / evaluate also report accuracy
+    task                                                  what the outputs predict, for
+                                                          Sequential.predict: "classification"
+                                                          (softmax), "binary" (sigmoid) or
+                                                          "regression" (the outputs themselves)
+    metric, metric_sum(backend, outputs, targets)         the name ("accuracy", "mae" or None)
+                                                          and the batch's sum over rows of a
+                                                          second number fit / evaluate report
     takes_logits                                          True: a final Softmax of the model is
                                                           skipped, the loss applies it (fused)
 
@@ -45,7 +50,8 @@ from nnx.errors import ConfigError, DataError, DTypeError, ShapeError
 class Loss:
     """Base class of losses; subclasses implement ``compute`` and ``check_targets``."""
 
-    classification = False
+    task = "regression"
+    metric: str | None = None
     takes_logits = False
     target_dtype: Any = None  # None: the outputs' dtype
     outputs_name = "outputs"  # in error messages
@@ -60,6 +66,10 @@ class Loss:
     def check_targets(self, targets: Any, outputs_shape: tuple[int, int], name: str = "targets") -> np.ndarray:
         """``targets`` as a host array of ``target_dtype`` for outputs of this shape; raises an NNXError."""
         raise NotImplementedError
+
+    def metric_sum(self, backend: Backend, outputs: Array, targets: Array) -> Array:
+        """The sum over rows of the metric of each row, a 0-d float64 device array (0 without a metric)."""
+        return backend.zeros((), np.float64)
 
     def grad_buffer(self, backend: Backend, outputs: Array) -> Array:
         """The reused array that ``compute`` writes the gradient into."""
@@ -88,7 +98,8 @@ class SparseCategoricalCrossentropy(Loss):
     label_smoothing: ε in [0, 1]; the target of a row becomes (1 − ε)·onehot(label) + ε/C.
     """
 
-    classification = True
+    task = "classification"
+    metric = "accuracy"
     takes_logits = True
     target_dtype = np.int64
     outputs_name = "logits"
@@ -109,6 +120,9 @@ class SparseCategoricalCrossentropy(Loss):
             return backend.softmax_cross_entropy_smoothed(outputs, targets, grad, self.label_smoothing, ws), grad
         workspace = self._buffers.get("workspace", key, lambda: backend.loss_workspace(n, c, outputs.dtype))
         return backend.softmax_cross_entropy(outputs, targets, grad, workspace), grad
+
+    def metric_sum(self, backend: Backend, outputs: Array, targets: Array) -> Array:
+        return backend.count_correct(outputs, targets).astype(np.float64)
 
     def check_targets(self, targets: Any, outputs_shape: tuple[int, int], name: str = "labels") -> np.ndarray:
         return check_labels(targets, outputs_shape[1], outputs_shape[0], name)
@@ -133,7 +147,13 @@ def check_float_targets(targets: Any, outputs_shape: tuple[int, int], name: str,
 
 
 class MeanSquaredError(Loss):
-    """mean((outputs − targets)²) over all N·K entries; float targets shaped like the outputs (N, K)."""
+    """mean((outputs − targets)²) over all N·K entries; float targets shaped like the outputs (N, K).
+    Its metric is the mean absolute error, "mae": mean(|outputs − targets|)."""
+
+    metric = "mae"
+
+    def metric_sum(self, backend: Backend, outputs: Array, targets: Array) -> Array:
+        return abs(outputs - targets).sum(dtype=np.float64) / outputs.shape[1]
 
     def compute(self, backend: Backend, outputs: Array, targets: Array) -> tuple[Array, Array]:
         grad = self.grad_buffer(backend, outputs)
@@ -146,8 +166,11 @@ class MeanSquaredError(Loss):
 class BinaryCrossentropy(Loss):
     """Sigmoid and binary cross-entropy on logits (N, K), fused and stable for any logit; targets
     in [0, 1] shaped like the logits (probabilities, or 0/1 labels of any number type). End the
-    network with logits, not a Sigmoid."""
+    network with logits, not a Sigmoid. Its metric is the accuracy of (logit > 0) against
+    (target > 0.5), over all N·K entries."""
 
+    task = "binary"
+    metric = "accuracy"
     takes_logits = True
     outputs_name = "logits"
 
@@ -156,6 +179,9 @@ class BinaryCrossentropy(Loss):
         shape, dtype = outputs.shape, outputs.dtype
         scratch = self._buffers.get("scratch", (backend.name, shape, dtype), lambda: backend.empty(shape, dtype))
         return backend.binary_cross_entropy(outputs, targets, grad, scratch), grad
+
+    def metric_sum(self, backend: Backend, outputs: Array, targets: Array) -> Array:
+        return ((outputs > 0) == (targets > 0.5)).sum(dtype=np.float64) / outputs.shape[1]
 
     def check_targets(self, targets: Any, outputs_shape: tuple[int, int], name: str = "targets") -> Any:
         targets = check_float_targets(targets, outputs_shape, name, "fiub", type(self).__name__)

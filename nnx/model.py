@@ -17,11 +17,13 @@ from nnx import evaluation, training
 from nnx.checks import check_features, check_positive_int
 from nnx.errors import ConfigError, DTypeError, ShapeError
 from nnx.history import History
+from nnx.activations import Sigmoid
 from nnx.layers import Dense, Layer, ReLU, Softmax
-from nnx.losses import Loss, SparseCategoricalCrossentropy
+from nnx.losses import BinaryCrossentropy, Loss, MeanSquaredError, SparseCategoricalCrossentropy
 from nnx.optimizers import Optimizer
 
 DTYPES = ("float32", "float64")
+TASKS = ("classification", "binary", "regression")  # what predict makes of the outputs
 _BUILDS = itertools.count()
 
 
@@ -35,6 +37,10 @@ class Sequential:
 
     A final Softmax is for predictions: a loss that takes logits (SparseCategoricalCrossentropy)
     is given the outputs before it, and applies the softmax itself, fused.
+
+    ``task`` says what ``predict`` makes of the outputs: "classification" (the default: softmax
+    probabilities), "binary" (sigmoid probabilities, for BinaryCrossentropy) or "regression"
+    (the outputs themselves, for MeanSquaredError). Training sets it from the loss; model files keep it.
     """
 
     def __init__(
@@ -68,7 +74,19 @@ class Sequential:
         self.out_features = features
         self.training_info: dict[str, Any] = {}
         self.class_names: list[str] | None = None  # names of the outputs, kept in model files
+        self.task = "classification"
         self._build(get_backend(backend))
+
+    @property
+    def task(self) -> str:
+        """"classification", "binary" or "regression": what ``predict`` returns (see the class)."""
+        return self._task
+
+    @task.setter
+    def task(self, task: str) -> None:
+        if task not in TASKS:
+            raise ConfigError(f"task must be one of {TASKS}; got {task!r}")
+        self._task = task
 
     @property
     def n_classes(self) -> int:
@@ -217,27 +235,41 @@ class Sequential:
         return training.fit(self, x, y, loss=loss, optimizer=optimizer, epochs=epochs, **settings)
 
     def evaluate(self, x: Any, y: Any, loss: Loss | None = None, batch_size: int = 1024) -> dict[str, float]:
-        """Mean loss (and accuracy, for a classification loss) on (x, y) in inference mode;
-        ``loss`` defaults to SparseCategoricalCrossentropy. See nnx.evaluation.evaluate."""
-        return evaluation.evaluate(self, x, y, loss or SparseCategoricalCrossentropy(), batch_size)
+        """Mean loss and the loss's metric (accuracy, or mae for MeanSquaredError) on (x, y) in
+        inference mode; ``loss`` defaults to the task's (SparseCategoricalCrossentropy,
+        BinaryCrossentropy or MeanSquaredError). See nnx.evaluation.evaluate."""
+        return evaluation.evaluate(self, x, y, loss or default_loss(self.task), batch_size)
 
     # ---- inference -------------------------------------------------------------------------
     def predict(self, x: Any, batch_size: int = 1024) -> np.ndarray:
-        """Class probabilities (N, classes) as a NumPy array, for x (N, in_features): the softmax
-        of the outputs (whether or not the model ends in a Softmax)."""
+        """The predictions (N, out_features) as a NumPy array, for x (N, in_features), by ``task``:
+        class probabilities (the softmax of the outputs, whether or not the model ends in a
+        Softmax), per-output probabilities (the sigmoid of the logits), or the outputs themselves."""
         batch_size = check_positive_int(batch_size, "batch_size")
         x = check_features(x, self.in_features)
-        softmax = Softmax()
-        softmax.build(self.backend, self.dtype, np.random.default_rng(0))
+        head: Layer | None = {"classification": Softmax(), "binary": Sigmoid()}.get(self.task)
+        if head is not None:
+            head.build(self.backend, self.dtype, np.random.default_rng(0))
         out = np.empty((x.shape[0], self.out_features), self.dtype)
         for lo in range(0, x.shape[0], batch_size):
-            z = self.forward(self.backend.asarray(x[lo : lo + batch_size], self.dtype), logits=True)
-            out[lo : lo + batch_size] = self.backend.to_numpy(softmax.forward(z))
+            z = self.forward(self.backend.asarray(x[lo : lo + batch_size], self.dtype), logits=head is not None)
+            out[lo : lo + batch_size] = self.backend.to_numpy(z if head is None else head.forward(z))
         return out
 
     def predict_classes(self, x: Any, batch_size: int = 1024) -> np.ndarray:
-        """The most probable class of each row: (N,) int64."""
-        return self.predict(x, batch_size).argmax(axis=1).astype(np.int64)
+        """The predicted classes: for a classifier the most probable class of each row, (N,) int64;
+        for a binary task 1 where an output's probability is over 0.5, (N, out_features) int64."""
+        if self.task == "regression":
+            raise ConfigError("predict_classes needs a classification or binary model; this one's task is regression")
+        probabilities = self.predict(x, batch_size)
+        if self.task == "binary":
+            return (probabilities > 0.5).astype(np.int64)
+        return probabilities.argmax(axis=1).astype(np.int64)
 
 
-__all__ = ["DTYPES", "Sequential"]
+def default_loss(task: str) -> Loss:
+    """The loss that trains a model for ``task``."""
+    return {"classification": SparseCategoricalCrossentropy, "binary": BinaryCrossentropy}.get(task, MeanSquaredError)()
+
+
+__all__ = ["DTYPES", "TASKS", "Sequential", "default_loss"]

@@ -6,6 +6,7 @@ Layout of a file: the tensors "layers.<i>.<W|b>" (and, in a checkpoint,
     {"format": "nnx", "version": 1, "dtype": "float32", "seed": 0,
      "layers": [{"type": "Dense", "in_features": 64, "out_features": 64}, {"type": "ReLU"}, ...],
      "class_names": ["T-shirt/top", ...],   # or null: the names of the outputs (model.class_names)
+     "task": "classification",               # or "binary", "regression" (model.task; absent: classification)
      "training": {...}}    # free-form settings: optimizer, epochs, data set, history ...
 
 Writes go to a temporary file in the same folder, are flushed to disk, then
@@ -47,6 +48,7 @@ def save(
         "seed": model.seed,
         "layers": [{"type": type(layer).__name__, **layer.config()} for layer in model.layers],
         "class_names": check_class_names(model.class_names, model.out_features, "model.class_names"),
+        "task": model.task,
         "training": model.training_info if training is None else training,
     }
     tensors = {**model.get_weights(), **(extra_tensors or {})}
@@ -124,6 +126,7 @@ def model_from(meta: dict[str, Any], tensors: dict[str, np.ndarray], path: Any, 
     model.training_info = meta.get("training", {})
     try:
         model.class_names = check_class_names(meta.get("class_names"), model.out_features, "metadata class_names")
+        model.task = meta.get("task", "classification")
     except NNXError as exc:
         raise ModelFileError(f"{path}: {exc}") from None
     return model

@@ -15,9 +15,8 @@ from nnx.errors import ConfigError
 
 
 def format_logs(epoch: int, epochs: int, logs: dict[str, float]) -> str:
-    parts = [f"epoch {epoch + 1}/{epochs}", f"loss {logs['loss']:.4f}", f"accuracy {logs['accuracy']:.4f}"]
-    if "val_loss" in logs:
-        parts += [f"val_loss {logs['val_loss']:.4f}", f"val_accuracy {logs['val_accuracy']:.4f}"]
+    names = [f"{prefix}{name}" for prefix in ("", "val_") for name in ("loss", "accuracy", "mae")]
+    parts = [f"epoch {epoch + 1}/{epochs}", *(f"{name} {logs[name]:.4f}" for name in names if name in logs)]
     parts.append(format_seconds(logs["seconds"]))
     return "  ".join(parts)
 
@@ -31,7 +30,7 @@ def format_seconds(seconds: float) -> str:
 
 
 class LineProgress(Callback):
-    """One line per epoch: loss, accuracy, validation metrics and time."""
+    """One line per epoch: loss, accuracy (or mae), validation metrics and time."""
 
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
@@ -66,9 +65,10 @@ class TqdmProgress(LineProgress):
         )
         self.start = time.perf_counter()
 
-    def on_progress(self, epoch: int, seen: int, loss: float, accuracy: float) -> None:
+    def on_progress(self, epoch: int, seen: int, logs: dict[str, float]) -> None:
         rate = seen / max(time.perf_counter() - self.start, 1e-9)
-        self.bar.set_postfix(loss=f"{loss:.4f}", acc=f"{accuracy:.4f}", sps=f"{rate:,.0f}", refresh=False)
+        shown = {name: f"{value:.4f}" for name, value in logs.items()}
+        self.bar.set_postfix(**shown, sps=f"{rate:,.0f}", refresh=False)
         self.bar.update(seen - self.bar.n)
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:

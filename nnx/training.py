@@ -68,6 +68,7 @@ def train_step(
 def checked_step(model: Sequential, x: Any, y: Any, loss: Loss, optimizer: Optimizer) -> float:
     """``train_step`` on host or device arrays, checked, in training mode; returns the mean loss."""
     xd, yd = to_device(model, loss, x, y)
+    model.task = loss.task
     model.train(True)
     try:
         value, _ = train_step(model, xd, yd, loss, optimizer, check_finite=True)
@@ -141,6 +142,7 @@ def fit(
         raise ConfigError(f"optimizer must be an nnx Optimizer; got {type(optimizer).__name__}")
     callbacks = [*callbacks, *progress_callbacks(verbose)]
     xd, yd = to_device(model, loss, x, y)
+    model.task = loss.task
     warn_if_unscaled(xd)
     if validation_data is not None:
         if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
@@ -195,7 +197,8 @@ def _fit_epoch(
             layer.reseed([model.seed, epoch, i])
     snapshot = _snapshot(model, optimizer)  # one copy per epoch, restored if training diverges
     loss_sum = be.zeros((), np.float64)
-    correct = be.zeros((), np.int64) if plan.loss.classification else None
+    metric = plan.loss.metric
+    metric_sum = be.zeros((), np.float64) if metric else None
     model.train(True)
     try:
         for step in range(steps):
@@ -214,9 +217,9 @@ def _fit_epoch(
             try:
                 if plan.sync is None:
                     value, outputs = train_step(model, xb, yb, plan.loss, optimizer, check_finite=check)
-                    step_correct = be.count_correct(outputs, yb) if correct is not None else 0
+                    step_metric = plan.loss.metric_sum(be, outputs, yb) if metric else 0
                 else:  # the ranks' numbers come summed with the gradients, and all stop together
-                    value, step_correct, stop = plan.sync.step(model, xb, yb, plan.loss, optimizer, rows, check,
+                    value, step_metric, stop = plan.sync.step(model, xb, yb, plan.loss, optimizer, rows, check,
                                                                interrupt.requested)  # fmt: skip
             except TrainingDiverged:
                 _restore(model, snapshot)
@@ -228,19 +231,21 @@ def _fit_epoch(
                 ) from None
             loss_sum += value * rows
             seen = step * batch_size + rows
-            if correct is not None:
-                correct += step_correct
+            if metric_sum is not None:
+                metric_sum += step_metric
             if check:
-                accuracy = int(correct) / seen if correct is not None else math.nan
+                running = {"loss": float(loss_sum) / seen}
+                if metric_sum is not None:
+                    running[metric] = float(metric_sum) / seen
                 for cb in plan.callbacks:
-                    cb.on_progress(epoch, seen, float(loss_sum) / seen, accuracy)
+                    cb.on_progress(epoch, seen, running)
             if stop if plan.sync is not None else interrupt.requested:
                 return None
     finally:
         model.train(False)
     logs = {"loss": float(loss_sum) / n}
-    if correct is not None:
-        logs["accuracy"] = int(correct) / n
+    if metric_sum is not None:
+        logs[metric] = float(metric_sum) / n
     return logs
 
 

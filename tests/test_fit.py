@@ -55,8 +55,8 @@ class Recorder(nnx.Callback):
     def on_epoch_begin(self, epoch):
         self.calls.append(("epoch_begin", epoch))
 
-    def on_progress(self, epoch, seen, loss, accuracy):
-        self.calls.append(("progress", epoch, seen, loss, accuracy))
+    def on_progress(self, epoch, seen, logs):
+        self.calls.append(("progress", epoch, seen, logs["loss"], logs["accuracy"]))
 
     def on_epoch_end(self, epoch, logs):
         self.calls.append(("epoch_end", epoch, dict(logs)))
@@ -322,7 +322,7 @@ def test_ctrl_c_says_which_epoch_it_stopped_in_or_after(digits, when, message):
     (x, y), _ = digits
 
     class CtrlC(nnx.Callback):
-        def on_progress(self, epoch, seen, loss, accuracy):
+        def on_progress(self, epoch, seen, logs):
             if when == "in_epoch" and epoch == 1 and seen >= 64:
                 os.kill(os.getpid(), signal.SIGINT)
 
@@ -366,7 +366,7 @@ def test_the_loss_base_class_says_what_a_subclass_must_provide():
         loss.compute(None, np.zeros((1, 1)), np.zeros(1))
     with pytest.raises(NotImplementedError):
         loss.check_targets(np.zeros(1), (1, 1))
-    assert repr(loss) == "Loss()" and not loss.classification and not loss.takes_logits
+    assert repr(loss) == "Loss()" and loss.task == "regression" and loss.metric is None and not loss.takes_logits
 
 
 def test_a_real_divergence_overflows_silently_into_training_diverged(digits):

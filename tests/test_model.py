@@ -254,7 +254,7 @@ def test_ctrl_c_stops_after_a_complete_step_and_carries_the_history(digits):
     (x, y), (xt, _) = digits
 
     class InterruptInEpoch2(nnx.Callback):
-        def on_progress(self, epoch, seen, loss, accuracy):
+        def on_progress(self, epoch, seen, logs):
             if epoch == 1 and seen > 500:
                 os.kill(os.getpid(), signal.SIGINT)
 
