@@ -14,10 +14,10 @@ import numpy as np
 from backends import Backend, get_backend
 from backends.contract import Array
 from nnx import evaluation, training
+from nnx.activations import Sigmoid
 from nnx.checks import check_features, check_positive_int
 from nnx.errors import ConfigError, DTypeError, ShapeError
 from nnx.history import History
-from nnx.activations import Sigmoid
 from nnx.layers import Dense, Layer, ReLU, Softmax
 from nnx.losses import BinaryCrossentropy, Loss, MeanSquaredError, SparseCategoricalCrossentropy
 from nnx.optimizers import Optimizer
@@ -79,7 +79,7 @@ class Sequential:
 
     @property
     def task(self) -> str:
-        """"classification", "binary" or "regression": what ``predict`` returns (see the class)."""
+        """ "classification", "binary" or "regression": what ``predict`` returns (see the class)."""
         return self._task
 
     @task.setter
