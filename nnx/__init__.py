@@ -48,6 +48,7 @@ _EXPORTS = {
     "StepDecay": "nnx.schedules",
     "UnscaledInputWarning": "nnx.checks",
     "train_step": "nnx.training",
+    "export_onnx": "nnx.onnx_export",
     "datasets": "",
     "errors": "",
 }
@@ -63,6 +64,7 @@ if TYPE_CHECKING:  # the same names, for type checkers and editors
     from nnx.model import Sequential
     from nnx.model_file import load, save
     from nnx.normalization import LayerNorm
+    from nnx.onnx_export import export_onnx
     from nnx.optimizers import SGD, Adam, AdamW, ClipGradNorm, Optimizer
     from nnx.progress import LineProgress, TqdmProgress
     from nnx.schedules import Cosine, Schedule, StepDecay
@@ -113,6 +115,7 @@ __all__ = [
     "UnscaledInputWarning",
     "datasets",
     "errors",
+    "export_onnx",
     "load",
     "save",
     "train_step",

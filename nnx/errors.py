@@ -11,6 +11,7 @@ Messages name the argument, what was expected and what came.
     DatasetNotFound     FileNotFoundError: a data set is not where nnx looked (says where)
     DataFormatError     DataError: a data file (IDX) is malformed; names the file
     ModelFileError      ValueError: a model file is not a valid nnx model; names the file
+    ExportError         ValueError: a model cannot be exported to ONNX (names the layer), or the onnx extra is missing
     OutOfDeviceMemory   MemoryError: the batch does not fit in the device's memory (try a smaller one)
     TrainingDiverged    FloatingPointError: the loss became NaN or Inf during fit
     TrainingInterrupted KeyboardInterrupt: Ctrl-C during fit; carries the History so far
@@ -30,6 +31,7 @@ __all__ = [
     "DataError",
     "DataFormatError",
     "DatasetNotFound",
+    "ExportError",
     "ModelFileError",
     "NNXError",
     "OutOfDeviceMemory",
@@ -69,6 +71,10 @@ class DataFormatError(DataError):
 
 class ModelFileError(NNXError, ValueError):
     """A file is not a valid nnx model (corrupt, truncated, wrong shapes, unknown layer)."""
+
+
+class ExportError(NNXError, ValueError):
+    """A model cannot be exported to ONNX: a layer that no ONNX operator computes, or the onnx extra is missing."""
 
 
 class OutOfDeviceMemory(NNXError, MemoryError):
