@@ -1,4 +1,4 @@
-"""The ``nnx`` command: train, evaluate, predict, info.
+"""The ``nnx`` command: train, evaluate, predict, export, info.
 
 Exit codes: 0 success, 1 runtime error (one line on stderr; --debug shows the
 traceback), 2 bad usage, 130 interrupted.
@@ -18,6 +18,7 @@ import warnings
 from typing import TYPE_CHECKING, Any
 
 import nnx  # the package's names load on first use: this costs no NumPy import
+from nnx.cli_export import cmd_export
 from nnx.cli_train import _Interrupted, cmd_train
 from nnx.cli_use import cmd_evaluate, cmd_info, cmd_predict
 from nnx.ctrl_c import CtrlC, raise_if_interrupted
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = argparse.ArgumentParser(prog="nnx", description="Train and use multilayer perceptrons.")
     parser.add_argument("--version", action="version", version=f"nnx {nnx.__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,predict,info}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,predict,export,info}")
 
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--debug", action="store_true", help="show tracebacks")
@@ -126,6 +127,19 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--out", metavar="FILE", help="write the CSV here instead of printing it")
     predict.add_argument("--probabilities", action="store_true", help="add every class's probability (p0, p1, ...)")
     predict.set_defaults(run=cmd_predict, command_parser=predict)
+
+    export = sub.add_parser(
+        "export",
+        parents=[common],
+        help="write a model as ONNX, for onnxruntime",
+        description="Write a model file as an ONNX model (needs the extra nnx[onnx]): input x (batch, features) "
+        "float32; outputs logits and probabilities (softmax, or sigmoid for a binary task), or outputs for a "
+        "regression. onnxruntime serves it in Python, C++, C#, Java, JavaScript or on a phone, without nnx.",
+    )
+    export.add_argument("model", help="a model file")
+    export.add_argument("out", help="the ONNX file to write (.onnx)")
+    export.add_argument("--opset", type=positive_int, default=17, metavar="N", help="ONNX operator set (default: 17)")
+    export.set_defaults(run=cmd_export, command_parser=export)
 
     info = sub.add_parser("info", parents=[common], help="versions, backends, devices and BLAS")
     info.set_defaults(run=cmd_info, command_parser=info)
