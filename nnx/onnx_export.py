@@ -45,7 +45,10 @@ def _onnx() -> Any:
         import onnx.helper
         import onnx.numpy_helper
     except ImportError as exc:
-        raise ExportError(f"exporting to ONNX needs the onnx package: pip install 'nnx[onnx]' ({exc})") from None
+        raise ExportError(
+            "exporting to ONNX needs the onnx package: pip install 'nnx[onnx]' "
+            f"(in nnx's folder: pip install '.[onnx]'); {exc}"
+        ) from None
     return onnx
 
 
