@@ -69,8 +69,10 @@ def build_parser() -> argparse.ArgumentParser:
     add = train.add_argument
     add("--dataset", default="digits", help="digits | fashion-mnist | mnist | PATH: a folder of the four IDX files or "
         "an .npz of x_train, y_train, x_test, y_test [, class_names] (default: digits)")  # fmt: skip
-    add("--recipe", choices=["digits", "fashion-mnist", "mnist"], help="the defaults to start from "
-        "(default: the data set's own; fashion-mnist for a PATH)")  # fmt: skip
+    add("--recipe", choices=["digits", "fashion-mnist", "mnist", "regression"], help="the defaults to start from "
+        "(default: the data set's own; fashion-mnist for a PATH, regression for its --task)")  # fmt: skip
+    add("--task", choices=["classification", "regression"], help="classification: integer labels, softmax "
+        "cross-entropy; regression: float targets, mean squared error (default: from y_train's dtype)")  # fmt: skip
     add("--hidden", type=hidden_widths, metavar="W,W", help="hidden layer widths, e.g. 256,256")
     add("--epochs", type=positive_int, metavar="N", help="passes over the training set")
     add("--batch-size", type=positive_int, metavar="N", help="samples per step")
@@ -82,7 +84,10 @@ def build_parser() -> argparse.ArgumentParser:
     add("--dropout", type=fraction, metavar="P", help="dropout after each hidden layer, in [0, 1)")
     add("--schedule", choices=["constant", "cosine", "step"], help="learning-rate schedule (step: ×0.1 every third)")
     add("--warmup", type=fraction, metavar="F", help="fraction of the steps of linear warm-up")
-    add("--validation", type=fraction, metavar="F", help="fraction of the training set held out (stratified)")
+    add("--label-smoothing", type=fraction, metavar="E", help="label smoothing ε of the loss, in [0, 1)")
+    add("--ema", type=fraction, metavar="DECAY", help="keep an exponential moving average of the weights with this "
+        "decay (e.g. 0.999), used for validation and saved (0: none)")  # fmt: skip
+    add("--validation", type=fraction, metavar="F", help="fraction of the training set held out (stratified by class)")
     add("--seed", type=natural_int, metavar="N", help="seeds the weights, the shuffling and dropout (default: 0)")
     add("--dtype", choices=["float32", "float64"], help="(default: float32)")
     add("--out", metavar="FILE", help="write the trained model here (.safetensors)")

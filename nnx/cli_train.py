@@ -41,7 +41,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, dp: Any) -> int:
-    from nnx.recipes import RECIPES, UsageError, make_model, make_optimizer, new_settings, resumed_settings
+    from nnx.recipes import RECIPES, UsageError, choose_task, make_model, make_optimizer, new_settings, resumed_settings
 
     if args.out and not Path(args.out).absolute().parent.is_dir():  # found now, not after training
         raise UsageError(f"--out {args.out}: the folder {Path(args.out).absolute().parent} does not exist")
@@ -64,16 +64,23 @@ def _train(args: argparse.Namespace, dp: Any) -> int:
     else:
         settings, note = new_settings(flags, args.dataset, args.recipe, data_dir)
 
-    data = load_data(settings["dataset"], settings.get("data_dir"), settings["validation"])
-    (x_train, y_train), *val, (x_test, y_test) = data.splits
+    data = load_data(settings["dataset"], settings.get("data_dir"))
+    if args.resume:
+        task = settings.get("task", "classification")
+    else:
+        task, why = choose_task(args.task, data.splits[0][1])
+        if task == "regression":
+            settings, note = new_settings(flags, args.dataset, args.recipe, data_dir, task)
+        note = f"task {task} ({why}); {note}"
+    if task == "regression":  # float (N, K) targets
+        data = data._replace(splits=tuple((x, y.reshape(len(y), -1).astype("float32")) for x, y in data.splits))
+    held_out = nnx.datasets.with_validation(*data.splits, settings["validation"], stratify=task == "classification")
+    data = data._replace(splits=held_out)
+    (x_train, _), *val, (x_test, y_test) = data.splits
     if not args.resume:
-        n_classes = int(max(y_train.max(), y_test.max())) + 1
-        if data.class_names is not None:
-            if len(data.class_names) < n_classes:
-                raise UsageError(f"{data.source}: {len(data.class_names)} class_names for labels up to {n_classes - 1}")
-            n_classes = len(data.class_names)
-        model = make_model(x_train.shape[1], n_classes, settings, args.backend)
-        model.class_names = data.class_names
+        model = make_model(x_train.shape[1], _outputs(data, task), settings, args.backend)
+        model.task = task
+        model.class_names = data.class_names if task == "classification" else None
         optimizer = make_optimizer(settings)
     label = settings["dataset"] if settings["dataset"] in RECIPES else Path(settings["dataset"]).name
     n_val = len(val[0][0]) if val else 0
@@ -88,8 +95,9 @@ def _train(args: argparse.Namespace, dp: Any) -> int:
     from nnx.progress import format_seconds
 
     ranks = f" × {dp.size} ranks" if dp is not None else ""
+    metric = "test accuracy" if task == "classification" else "test mae"
     (print if dp is None or dp.rank == 0 else out)(
-        f"test loss {test['loss']:.4f}  test accuracy {test['accuracy']:.4f}  "
+        f"test loss {test['loss']:.4f}  {metric} {test.get('accuracy', test.get('mae')):.4f}  "
         f"(training {format_seconds(seconds)} on {model.backend.name}{ranks})"
     )
     if args.out:
@@ -100,10 +108,26 @@ def _train(args: argparse.Namespace, dp: Any) -> int:
 
         title = Path(str(settings["dataset"])).name
         paths = plot_history(history, args.plot, test=test, title=title)
-        counts = confusion_matrix(y_test, model.predict_classes(x_test), model.n_classes)
-        paths.append(plot_confusion(counts, args.plot, model.class_names, title=title))
+        if task == "classification":
+            counts = confusion_matrix(y_test, model.predict_classes(x_test), model.n_classes)
+            paths.append(plot_confusion(counts, args.plot, model.class_names, title=title))
         out("plots: " + ", ".join(map(str, paths)))
     return 0
+
+
+def _outputs(data: Data, task: str) -> int:
+    """The number of outputs: of the targets' columns, or of the classes (labels and class names)."""
+    from nnx.recipes import UsageError
+
+    (_, y_train), *_, (_, y_test) = data.splits
+    if task == "regression":
+        return y_train.shape[1]
+    n_classes = int(max(y_train.max(), y_test.max())) + 1
+    if data.class_names is not None:
+        if len(data.class_names) < n_classes:
+            raise UsageError(f"{data.source}: {len(data.class_names)} class_names for labels up to {n_classes - 1}")
+        n_classes = len(data.class_names)
+    return n_classes
 
 
 def _shape(model: nnx.Sequential) -> str:
@@ -113,10 +137,10 @@ def _shape(model: nnx.Sequential) -> str:
     return "-".join(map(str, widths)) + " MLP, ReLU" + (f", dropout {dropout[0]:g}" if dropout else "")
 
 
-def load_data(dataset: str, data_dir: str | None, validation: float = 0.0) -> Data:
+def load_data(dataset: str, data_dir: str | None) -> Data:
     from nnx.recipes import load_dataset
 
-    return load_dataset(dataset, data_dir, validation)
+    return load_dataset(dataset, data_dir)
 
 
 def _fit(
@@ -149,7 +173,7 @@ def _fit(
         new = model.fit(
             x_train,
             y_train,
-            loss=nnx.SparseCategoricalCrossentropy(),
+            loss=_loss(settings),
             optimizer=optimizer,
             epochs=settings["epochs"],
             batch_size=settings["batch_size"],
@@ -171,6 +195,12 @@ def _fit(
     else:
         history = new
     return history, seconds, model.evaluate(x_test, y_test)
+
+
+def _loss(settings: dict[str, Any]) -> nnx.Loss:
+    if settings.get("task") == "regression":
+        return nnx.MeanSquaredError()
+    return nnx.SparseCategoricalCrossentropy(settings.get("label_smoothing", 0.0))
 
 
 class _Interrupted(KeyboardInterrupt):

@@ -34,13 +34,18 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"{args.model} takes {model.in_features} features per sample; the data set {dataset} has {x_test.shape[1]}"
         )
+    regression = model.task == "regression"
+    if regression:
+        y_test = y_test.reshape(len(y_test), -1).astype(model.dtype)
     result = model.evaluate(x_test, y_test)
-    predicted = model.predict_classes(x_test)
     origin = "recorded in the model file" if not args.dataset else "--dataset"
+    metric = "mae" if regression else "accuracy"
     print(
-        f"loss {result['loss']:.4f}  accuracy {result['accuracy']:.4f}  "
-        f"({len(y_test)} test samples of {dataset}, {origin})"
+        f"loss {result['loss']:.4f}  {metric} {result[metric]:.4f}  ({len(y_test)} test samples of {dataset}, {origin})"
     )
+    if regression:
+        return 0
+    predicted = model.predict_classes(x_test)
     names = _class_names(model)
     width = max(12, *map(len, names))
     print(f"{'class':<{width}} {'samples':>8} {'precision':>9} {'recall':>7}")
@@ -111,16 +116,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     model = nnx.load(args.model, args.backend)
     names, x = read_inputs(Path(args.input), model.in_features)
-    probs = model.predict(x)
-    classes = probs.argmax(axis=1)
-    labels = _class_names(model)
+    predictions = model.predict(x)
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    every = [f"p{k}" for k in range(probs.shape[1])] if args.probabilities else []
-    writer.writerow(["input", "class", "name", "probability", *every])
-    for name, c, row in zip(names, classes, probs, strict=True):
-        extra = [f"{p:.6f}" for p in row] if args.probabilities else []
-        writer.writerow([name, int(c), labels[c], f"{float(row[c]):.6f}", *extra])
+    if model.task == "regression":  # the outputs themselves: output0, output1, ...
+        writer.writerow(["input", *(f"output{k}" for k in range(predictions.shape[1]))])
+        writer.writerows([name, *(f"{v:.6g}" for v in row)] for name, row in zip(names, predictions, strict=True))
+    else:
+        _write_classes(writer, model, names, predictions, args.probabilities)
     if args.out:
         from nnx.files import atomic_write
 
@@ -129,6 +132,15 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(buffer.getvalue())
     return 0
+
+
+def _write_classes(writer: Any, model: Any, names: list[str], probs: np.ndarray, every: bool) -> None:
+    """Rows of input, class, name, probability (and p0, p1, ... with ``every``)."""
+    labels = _class_names(model)
+    writer.writerow(["input", "class", "name", "probability", *(f"p{k}" for k in range(probs.shape[1]) if every)])
+    for name, c, row in zip(names, probs.argmax(axis=1), probs, strict=True):
+        extra = [f"{p:.6f}" for p in row] if every else []
+        writer.writerow([name, int(c), labels[c], f"{float(row[c]):.6f}", *extra])
 
 
 def cmd_info(args: argparse.Namespace) -> int:

@@ -1,8 +1,9 @@
 """Data sets: the embedded UCI digits, and MNIST / Fashion-MNIST from IDX files.
 
 Every loader returns ``(x_train, y_train), (x_test, y_test)``: float32 features in
-[0, 1], one row per sample, and int64 labels. With ``validation=f`` a stratified
-fraction f of the training set is held out as a third pair, (x_val, y_val).
+[0, 1], one row per sample, and int64 labels (an .npz may hold float regression targets
+instead). With ``validation=f`` a fraction f of the training set (stratified by label for
+labels) is held out as a third pair, (x_val, y_val).
 ``CLASS_NAMES`` (and ``class_names``) give the names of the classes, by label.
 """
 
@@ -85,7 +86,7 @@ def load_digits(validation: float = 0.0) -> tuple[Split, ...]:
     with resources.files("nnx").joinpath("data/digits.npz").open("rb") as f, np.load(f) as data:
         train = (data["x_train"].astype(np.float32) / 16, data["y_train"].astype(np.int64))
         test = (data["x_test"].astype(np.float32) / 16, data["y_test"].astype(np.int64))
-    return _with_validation(train, test, validation)
+    return with_validation(train, test, validation)
 
 
 def load_idx(path: str | os.PathLike[str]) -> np.ndarray:
@@ -240,13 +241,14 @@ def load_idx_folder(folder: str | os.PathLike[str], validation: float = 0.0) -> 
             raise DataFormatError(f"{labels_path}: labels must be 0-9; got {int(labels.max())}")
         x = np.multiply(images.reshape(len(images), -1), np.float32(1 / 255), dtype=np.float32)
         splits.append((x, labels.astype(np.int64)))
-    return _with_validation(splits[0], splits[1], validation)
+    return with_validation(splits[0], splits[1], validation)
 
 
 def load_npz(path: str | os.PathLike[str], validation: float = 0.0) -> tuple[Split, ...]:
     """A data set from an .npz holding x_train, y_train, x_test, y_test (no pickle).
 
-    x arrays of any shape (N, ...) are flattened to (N, features) float32; y become int64.
+    x arrays of any shape (N, ...) are flattened to (N, features) float32; integer y (class
+    labels) become int64, float y (regression targets, (N,) or (N, K)) float32.
     """
     keys = ("x_train", "y_train", "x_test", "y_test")
     try:
@@ -265,21 +267,31 @@ def load_npz(path: str | os.PathLike[str], validation: float = 0.0) -> tuple[Spl
         raise DataFormatError(f"{path}: not a readable .npz data set ({exc})") from None
     x_train, y_train, x_test, y_test = arrays
     for name, y in (("y_train", y_train), ("y_test", y_test)):
-        if y.dtype.kind not in "iu":
-            raise DataFormatError(f"{path}: {name} must hold integer labels; got dtype {y.dtype}")
-    train = (x_train.reshape(len(x_train), -1).astype(np.float32), y_train.astype(np.int64))
-    test = (x_test.reshape(len(x_test), -1).astype(np.float32), y_test.astype(np.int64))
-    return _with_validation(train, test, validation)
+        if y.dtype.kind not in "iuf":
+            raise DataFormatError(f"{path}: {name} must hold integer labels or float targets; got dtype {y.dtype}")
+    if (y_train.dtype.kind == "f") != (y_test.dtype.kind == "f"):
+        raise DataFormatError(
+            f"{path}: y_train and y_test must both hold labels or both float targets; "
+            f"got {y_train.dtype} and {y_test.dtype}"
+        )
+    target = np.float32 if y_train.dtype.kind == "f" else np.int64
+    train = (x_train.reshape(len(x_train), -1).astype(np.float32), y_train.astype(target))
+    test = (x_test.reshape(len(x_test), -1).astype(np.float32), y_test.astype(target))
+    return with_validation(train, test, validation)
 
 
-def _with_validation(train: Split, test: Split, validation: float) -> tuple[Split, ...]:
-    """(train, test), or (train minus a stratified held-out fraction, validation, test)."""
+def with_validation(train: Split, test: Split, validation: float, stratify: bool | None = None) -> tuple[Split, ...]:
+    """(train, test), or (train minus a held-out fraction, validation, test), fixed: stratified by
+    label, or drawn at random (``stratify`` False; None: stratify integer labels, not float targets)."""
     validation = check_fraction(validation, "validation")
     if not validation:
         return train, test
     x, y = train
     rng = np.random.default_rng(12345)
     held = np.zeros(len(y), bool)
+    if not (y.dtype.kind in "iu" if stratify is None else stratify):
+        held[rng.permutation(len(y))[: round(validation * len(y))]] = True
+        return (x[~held], y[~held]), (x[held], y[held]), test
     for c in np.unique(y):
         idx = rng.permutation(np.flatnonzero(y == c))
         held[idx[: round(validation * len(idx))]] = True

@@ -26,13 +26,14 @@ def require_matplotlib() -> Any:
 def plot_history(
     history: Any, folder: str | Path, test: dict[str, float] | None = None, title: str | None = None
 ) -> list[Path]:
-    """Write loss.png and accuracy.png into ``folder``: training (and validation) per epoch, the test
-    result of the final model as a dashed line when ``test`` is given, and ``title`` (the data set)."""
+    """Write loss.png and accuracy.png (mae.png for a regression) into ``folder``: training (and
+    validation) per epoch, the test result of the final model as a dashed line when ``test`` is
+    given, and ``title`` (the data set)."""
     plt = require_matplotlib()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     written = []
-    for metric in ("loss", "accuracy"):
+    for metric in ("loss", "accuracy" if history.accuracy else "mae"):
         fig = history_figure(plt, history, metric, test, title)
         path = folder / f"{metric}.png"
         fig.savefig(path)

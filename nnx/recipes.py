@@ -25,6 +25,8 @@ RECIPES: dict[str, dict[str, Any]] = {
         schedule="constant",
         warmup=0.0,
         validation=0.0,
+        label_smoothing=0.0,
+        ema=0.0,
     ),
     "fashion-mnist": dict(
         hidden="512,512",
@@ -38,10 +40,17 @@ RECIPES: dict[str, dict[str, Any]] = {
         schedule="cosine",
         warmup=0.05,
         validation=0.0,
+        label_smoothing=0.0,
+        ema=0.0,
     ),
 }
 RECIPES["mnist"] = RECIPES["fashion-mnist"]
+RECIPES["regression"] = {
+    **RECIPES["fashion-mnist"],
+    **dict(hidden="128,128", epochs=100, batch_size=32, weight_decay=0.0, dropout=0.0),
+}
 PATH_RECIPE = "fashion-mnist"  # the recipe of a data set given by PATH, unless --recipe names another
+TASKS = ("classification", "regression")  # of nnx train
 IDX_DATASETS = ("fashion-mnist", "mnist")  # the data sets read from a data folder
 FLAGS = {  # recipe setting -> its flag
     "hidden": "--hidden",
@@ -55,6 +64,8 @@ FLAGS = {  # recipe setting -> its flag
     "schedule": "--schedule",
     "warmup": "--warmup",
     "validation": "--validation",
+    "label_smoothing": "--label-smoothing",
+    "ema": "--ema",
 }
 
 
@@ -64,32 +75,36 @@ class UsageError(ConfigError):
 
 def recipe_table() -> str:
     """The recipes as a table of flags and defaults, for ``nnx train --help``."""
-    names = ["digits", "fashion-mnist"]
-    header = ["", "digits", "fashion-mnist, mnist, PATH"]
+    names = ["digits", "fashion-mnist", "regression"]
+    header = ["", "digits", "fashion-mnist, mnist, PATH", "regression"]
     rows = [header] + [[flag, *(str(RECIPES[n][key]) for n in names)] for key, flag in FLAGS.items()]
-    width = [max(len(row[k]) for row in rows) for k in range(3)]
+    width = [max(len(row[k]) for row in rows) for k in range(len(header))]
     lines = ("  " + "  ".join(f"{cell:<{w}}" for cell, w in zip(row, width, strict=True)) for row in rows)
     return "\n".join(line.rstrip() for line in lines)
 
 
-def choose_recipe(dataset: str, recipe: str | None) -> tuple[str, str]:
-    """(recipe name, why it applies) for a data set and the --recipe flag (None: the default)."""
+def choose_recipe(dataset: str, recipe: str | None, task: str = "classification") -> tuple[str, str]:
+    """(recipe name, why it applies) for a data set, the --recipe flag (None: the default) and the task."""
     if recipe is not None:
         return recipe, "chosen with --recipe"
+    if task == "regression":
+        return "regression", "the default for regression"
     if dataset in RECIPES:
         return dataset, "the data set's own"
     return PATH_RECIPE, "the default for a data set given by PATH; --recipe digits suits small inputs like 8×8 images"
 
 
-def new_settings(flags: dict[str, Any], dataset: str, recipe: str | None, data_dir: str | None) -> tuple[dict, str]:
+def new_settings(
+    flags: dict[str, Any], dataset: str, recipe: str | None, data_dir: str | None, task: str = "classification"
+) -> tuple[dict, str]:
     """(settings, a line that says where they come from): the recipe (``recipe``, else the data
-    set's own) under the flags that were given (not None)."""
-    name, why = choose_recipe(dataset, recipe)
+    set's own, or the regression recipe) under the flags that were given (not None)."""
+    name, why = choose_recipe(dataset, recipe, task)
     settings = {**RECIPES[name], "seed": 0, "dtype": "float32", "clip_norm": None}
     settings.update({key: value for key, value in flags.items() if value is not None})
     if dataset not in RECIPES and Path(dataset).exists():
         dataset = str(Path(dataset).absolute())  # so that evaluate finds it from another folder
-    settings.update(dataset=dataset, data_dir=data_dir, recipe=name)
+    settings.update(dataset=dataset, data_dir=data_dir, recipe=name, task=task)
     given = [FLAGS.get(key, "--" + key.replace("_", "-")) for key, value in flags.items() if value is not None]
     return settings, f"recipe {name} ({why}){'; set by flags: ' + ', '.join(given) if given else ''}"
 
@@ -141,6 +156,20 @@ def load_dataset(name: str, data_dir: str | None = None, validation: float = 0.0
     )
 
 
+def choose_task(flag: str | None, y_train: Any) -> tuple[str, str]:
+    """(task, why) from --task (None: inferred from the training targets' dtype)."""
+    if flag == "classification" and y_train.dtype.kind == "f":
+        raise UsageError(
+            f"--task classification needs integer class labels; y_train holds {y_train.dtype} targets "
+            "(--task regression fits them)"
+        )
+    if flag is not None:
+        return flag, "--task"
+    if y_train.dtype.kind == "f":
+        return "regression", f"inferred from y_train's {y_train.dtype} targets"
+    return "classification", "inferred from y_train's integer labels"
+
+
 def parse_hidden(text: str) -> list[int]:
     """Hidden widths from "256,256" (an empty text: no hidden layer); ValueError naming what is wrong."""
     if not str(text).strip():
@@ -152,14 +181,15 @@ def parse_hidden(text: str) -> list[int]:
 
 
 def make_optimizer(settings: dict[str, Any]) -> nnx.Optimizer:
-    name, clip = settings["optimizer"], settings.get("clip_norm")
+    name, lr, decay = settings["optimizer"], settings["lr"], settings["weight_decay"]
+    common = {"clip_norm": settings.get("clip_norm"), "ema": settings.get("ema") or None}  # ema 0: none
     if name == "sgd":
-        momentum, decay = settings["momentum"], settings["weight_decay"]
-        return nnx.SGD(settings["lr"], momentum=momentum, nesterov=momentum > 0, weight_decay=decay, clip_norm=clip)
+        momentum = settings["momentum"]
+        return nnx.SGD(lr, momentum=momentum, nesterov=momentum > 0, weight_decay=decay, **common)
     if name == "adam":
-        return nnx.Adam(settings["lr"], weight_decay=settings["weight_decay"], clip_norm=clip)
+        return nnx.Adam(lr, weight_decay=decay, **common)
     if name == "adamw":
-        return nnx.AdamW(settings["lr"], weight_decay=settings["weight_decay"], clip_norm=clip)
+        return nnx.AdamW(lr, weight_decay=decay, **common)
     raise UsageError(f"--optimizer must be sgd, adam or adamw; got {name!r}")
 
 

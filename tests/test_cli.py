@@ -385,10 +385,11 @@ def test_train_help_shows_every_flag_and_each_recipe_s_defaults(capsys):
     assert code == 0
     import re
 
-    table = [("--epochs", "30", "40"), ("--batch-size", "32", "128"), ("--optimizer", "sgd", "adamw"),
-             ("--lr", "0.1", "0.001"), ("--schedule", "constant", "cosine")]  # fmt: skip
-    for flag, digits, fashion in table:
-        assert re.search(rf"^  {flag} +{digits} +{fashion}$", out, re.M), (flag, out)
+    table = [("--epochs", "30", "40", "100"), ("--batch-size", "32", "128", "32"),
+             ("--optimizer", "sgd", "adamw", "adamw"), ("--lr", "0.1", "0.001", "0.001"),
+             ("--schedule", "constant", "cosine", "cosine")]  # fmt: skip
+    for flag, digits, fashion, regression in table:
+        assert re.search(rf"^  {flag} +{digits} +{fashion} +{regression}$", out, re.M), (flag, out)
     assert "fashion-mnist, mnist, PATH" in out
     code, out, _ = main_in_process(capsys, "evaluate", "--help")
     assert code == 0 and "recorded in the model file" in " ".join(out.split())
