@@ -13,6 +13,12 @@ writing the gradient: the only place where that decision is made is ``folds_prod
 
 ``lr`` is the current learning rate; a schedule in ``fit`` sets it every step from ``base_lr``.
 Weight decay is decoupled (Loshchilov & Hutter): p ← p·(1 − lr·wd).
+
+Weight averaging (``ema=β``, as Keras's ``use_ema`` and PyTorch's ``AveragedModel``): after
+every step, a ← a + (1 − β_t)·(p − a) with β_t = min(β, (1 + t)/(10 + t)) at step t (the
+average starts as the weights after the first step; the warm-up keeps it from remembering the
+early weights for long). The averages are optimizer state (slot "ema", saved in checkpoints);
+``fit`` evaluates the validation data with them and leaves them in the model when it ends.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from typing import Any
 from backends import Backend
 from backends.contract import AdamStep, Array, MomentumStep
 from nnx.checks import check_fraction, check_positive
+from nnx.errors import ConfigError
 
 GradientHook = Callable[[Any], None]  # called with the model between backward and step
 FLUSH_EVERY = 16  # steps between flushes of tiny state (backends.contract.flush_tiny): a moment
@@ -51,12 +58,19 @@ class Optimizer:
 
     clip_norm: when set, a ClipGradNorm hook scales the gradients before each step so that
     their global L2 norm is at most clip_norm.
+    ema: when set, a decay β in (0, 1): keep an exponential moving average of the weights (see
+    the module docstring), e.g. 0.999.
     """
 
     slot_names: tuple[str, ...] = ()  # per-parameter state, zeros at first, saved in checkpoints
 
-    def __init__(self, lr: float, weight_decay: float = 0.0, clip_norm: float | None = None) -> None:
+    def __init__(
+        self, lr: float, weight_decay: float = 0.0, clip_norm: float | None = None, ema: float | None = None
+    ) -> None:
         self.lr = self.base_lr = check_positive(lr, "lr")
+        if ema is not None and not (isinstance(ema, (int, float)) and not isinstance(ema, bool) and 0 < ema < 1):
+            raise ConfigError(f"ema must be None or a decay in (0, 1) such as 0.999; got {ema!r}")
+        self.ema = None if ema is None else float(ema)
         self.weight_decay = check_positive(weight_decay, "weight_decay", allow_zero=True)
         self.clip_norm = None if clip_norm is None else check_positive(clip_norm, "clip_norm")
         self.gradient_hooks: list[GradientHook] = [] if clip_norm is None else [ClipGradNorm(clip_norm)]
@@ -82,13 +96,44 @@ class Optimizer:
             for key, name, p, p_rows, scratch, scratch_rows in entries:
                 if key in factors:  # p ← p − lr·a·b; a bias (M,) is updated as a (1, M) row
                     backend.sgd_matmul_update(p_rows, *factors[key], self.lr, scratch_rows)
-                    continue
-                slots = {s: self._array(self.state.setdefault(name, {}), s, p, backend.zeros) for s in self.slot_names}
-                flat = [a.reshape(-1) for a in (p, layer.grads[key], scratch, *slots.values())]
-                chunk = backend.update_chunk or p.size
-                for lo in range(0, p.size, chunk):
-                    pc, gc, sc, *state = (a[lo : lo + chunk] for a in flat)
-                    self.update(backend, pc, gc, dict(zip(slots, state, strict=True)), sc, decay)
+                else:
+                    self._update_in_chunks(backend, layer.grads[key], name, p, scratch, decay)
+                if self.ema is not None:
+                    self._average(backend, name, p, scratch)
+
+    def _update_in_chunks(self, backend: Backend, g: Array, name: str, p: Array, scratch: Array, decay: float) -> None:
+        slots = {s: self._array(self.state.setdefault(name, {}), s, p, backend.zeros) for s in self.slot_names}
+        flat = [a.reshape(-1) for a in (p, g, scratch, *slots.values())]
+        chunk = backend.update_chunk or p.size
+        for lo in range(0, p.size, chunk):
+            pc, gc, sc, *state = (a[lo : lo + chunk] for a in flat)
+            self.update(backend, pc, gc, dict(zip(slots, state, strict=True)), sc, decay)
+
+    def _average(self, backend: Backend, name: str, p: Array, scratch: Array) -> None:
+        """a ← a + (1 − β_t)·(p − a), in place (the first call starts a at p)."""
+        slots = self.state.setdefault(name, {})
+        if "ema" not in slots:
+            slots["ema"] = p.copy()
+            return
+        average = slots["ema"]
+        backend.xp.subtract(p, average, out=scratch)
+        scratch *= 1.0 - min(self.ema, (1 + self.t) / (10 + self.t))
+        average += scratch
+
+    def swap_averages(self, model: Any, keep: bool = True) -> None:
+        """Exchange the weights of ``model`` and their averages (a second call swaps them back);
+        with ``keep=False``, copy the averages into the weights instead. Nothing happens without
+        ``ema`` or before the first step."""
+        copy = model.backend.copy_into
+        for _, entries in self._parameters_of(model):
+            for _, name, p, _, scratch, _ in entries:
+                average = self.state.get(name, {}).get("ema")
+                if average is not None:
+                    if keep:
+                        copy(scratch, p)
+                    copy(p, average)
+                    if keep:
+                        copy(average, scratch)
 
     def _parameters_of(self, model: Any) -> list[tuple[Any, list[tuple[Any, ...]]]]:
         """(layer, [(key, name, p, p as rows, scratch, scratch as rows)]) of every layer with
@@ -138,7 +183,8 @@ class Optimizer:
             self.state.setdefault(pname, {})[slot] = backend.asarray(value)
 
     def config(self) -> dict[str, Any]:
-        return {"lr": self.base_lr, "weight_decay": self.weight_decay, "clip_norm": self.clip_norm}
+        ema = {"ema": self.ema} if self.ema is not None else {}
+        return {"lr": self.base_lr, "weight_decay": self.weight_decay, "clip_norm": self.clip_norm, **ema}
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
@@ -156,8 +202,9 @@ class SGD(Optimizer):
         nesterov: bool = False,
         weight_decay: float = 0.0,
         clip_norm: float | None = None,
+        ema: float | None = None,
     ) -> None:
-        super().__init__(lr, weight_decay, clip_norm)
+        super().__init__(lr, weight_decay, clip_norm, ema)
         self.momentum = check_fraction(momentum, "momentum")
         self.nesterov = bool(nesterov)
         self.slot_names = ("velocity",) if self.momentum else ()
@@ -194,8 +241,9 @@ class Adam(Optimizer):
         eps: float = 1e-8,
         weight_decay: float = 0.0,
         clip_norm: float | None = None,
+        ema: float | None = None,
     ) -> None:
-        super().__init__(lr, weight_decay, clip_norm)
+        super().__init__(lr, weight_decay, clip_norm, ema)
         self.beta1 = check_fraction(beta1, "beta1")
         self.beta2 = check_fraction(beta2, "beta2")
         self.eps = check_positive(eps, "eps")

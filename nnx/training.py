@@ -120,7 +120,8 @@ def fit(
     one; the last batch of an epoch may be smaller. The loss is checked for NaN/Inf every
     ``check_every`` steps (every step on the CPU, 50 on a GPU); on divergence the weights (and
     optimizer state) from the start of the epoch are restored and TrainingDiverged is raised.
-    Validation uses ``loss`` too. Ctrl-C stops after the current step with TrainingInterrupted,
+    Validation uses ``loss`` too. With an optimizer's ``ema``, validation uses the weight averages,
+    and the model holds them when fit returns. Ctrl-C stops after the current step with TrainingInterrupted,
     which carries the History.
 
     verbose: 0 silent (the default), 1 a progress bar per epoch (one line per epoch where stdout
@@ -172,7 +173,9 @@ def fit(
             if sync is not None:
                 sync.dp.check_same_weights(model)
             if validation_data is not None:
+                optimizer.swap_averages(model)  # the weight averages, with ema
                 v = evaluate_device(model, *val, loss, max(batch_size, 1024), distributed)
+                optimizer.swap_averages(model)
                 logs.update({f"val_{key}": value for key, value in v.items()})
             logs.update(epoch=epoch + 1, lr=optimizer.lr, seconds=time.perf_counter() - start)
             history.append(logs)
@@ -180,6 +183,7 @@ def fit(
                 cb.on_epoch_end(epoch, logs)
             if interrupt.requested:
                 raise TrainingInterrupted(f"interrupted after epoch {epoch + 1}", history)
+    optimizer.swap_averages(model, keep=False)  # as Keras's use_ema: the model keeps the averages
     for cb in callbacks:
         cb.on_train_end()
     return history
