@@ -94,16 +94,18 @@ class LeakyReLU(Layer):
         return {"negative_slope": self.negative_slope}
 
     def forward(self, x: Array) -> Array:
-        xp = self.backend.xp
+        # max(x, a·x) for a slope a ≤ 1, min(x, a·x) above: no masked copy (NumPy's is slow)
+        xp, a = self.backend.xp, self.negative_slope
         y, mask = self.buffer("y", x.shape), self.buffer("mask", x.shape, bool)
         self.mask = mask
         xp.greater(x, 0, out=mask)
-        xp.multiply(x, self.negative_slope, out=y)
-        xp.copyto(y, x, where=mask)
+        xp.multiply(x, a, out=y)
+        (xp.maximum if a <= 1 else xp.minimum)(x, y, out=y)
         return y
 
     def backward(self, grad: Array) -> Array:
-        xp, dx = self.backend.xp, self.buffer("dx", grad.shape)
-        xp.multiply(grad, self.negative_slope, out=dx)
-        xp.copyto(dx, grad, where=self.mask)
+        xp, a, dx = self.backend.xp, self.negative_slope, self.buffer("dx", grad.shape)
+        xp.multiply(self.mask, 1.0 - a, out=dx)  # the slope at x: 1 where x > 0, else a
+        dx += a
+        dx *= grad
         return dx

@@ -20,6 +20,7 @@ ACTIVATIONS = {
     "LeakyReLU": nnx.LeakyReLU,
     "LeakyReLU-0.2": lambda: nnx.LeakyReLU(negative_slope=0.2),
     "LeakyReLU-negative": lambda: nnx.LeakyReLU(negative_slope=-0.5),
+    "LeakyReLU-steep": lambda: nnx.LeakyReLU(negative_slope=3.0),  # above 1: min(x, a·x)
 }
 
 
