@@ -1,4 +1,4 @@
-"""Shared pieces of the benchmarks: the reference networks, timing, the GEMM floor, machine facts."""
+"""Shared pieces of the benchmarks: the reference networks, timing, the GEMM floor, machine facts, reports."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -138,3 +139,26 @@ def machine() -> dict[str, Any]:
 
     info["nnx CPU kernels"] = get_backend("numpy").kernel_status()
     return info
+
+
+def report_header(title: str, info: dict[str, Any], command: str, note: str = "") -> list[str]:
+    """The first lines of a markdown report: the title with the date, the machine (``info`` from
+    machine()) and the command that measured it, followed by ``note``."""
+    return [
+        f"# {title}, {info['date']}",
+        "",
+        "Machine: " + "; ".join(f"{k} {v}" for k, v in info.items() if k != "date"),
+        "",
+        f"Command: `{command}`" + (f" {note}" if note else ""),
+        "",
+    ]
+
+
+def write_report(lines: list[str], folder: str | Path, name: str) -> Path:
+    """Print the report's lines and write them to folder/name (the folder made if missing); returns the path."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    path = Path(folder) / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path

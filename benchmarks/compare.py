@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,18 @@ import numpy as np
 
 import nnx
 from backends import Backend, get_backend
-from benchmarks.common import GPU_STEPS, REFERENCE_STEPS, GemmFloor, NnxStep, interleaved, machine, mlp, step_flops
+from benchmarks.common import (
+    GPU_STEPS,
+    REFERENCE_STEPS,
+    GemmFloor,
+    NnxStep,
+    interleaved,
+    machine,
+    mlp,
+    report_header,
+    step_flops,
+    write_report,
+)
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -190,15 +202,9 @@ def main(argv: list[str] | None = None) -> int:
         info["gpu"] = cupy.cuda.runtime.getDeviceProperties(0)["name"].decode()
         info["cupy"] = cupy.__version__
     rows, _ = step_table(be, torch, args.quick)
+    command = " ".join(["python -m benchmarks.compare", *(argv if argv is not None else sys.argv[1:])])
     lines = [
-        f"# nnx comparison on {args.backend}, {info['date']}",
-        "",
-        "Machine: " + "; ".join(f"{k} {v}" for k, v in info.items() if k != "date"),
-        "",
-        "Command: `python -m benchmarks.compare "
-        + " ".join(argv if argv is not None else __import__("sys").argv[1:])
-        + "`",
-        "",
+        *report_header(f"nnx comparison on {args.backend}", info, command),
         "Training step, float32 (ms, median of rounds; nnx min–max; GFLOP/s counts only the matrix products):",
         "",
         "| network | batch | GEMM floor | nnx | PyTorch | nnx/floor | nnx/PyTorch | nnx GFLOP/s | floor GFLOP/s |",
@@ -209,12 +215,8 @@ def main(argv: list[str] | None = None) -> int:
         "",
         *fit_table(be, torch, args.quick),
     ]
-    text = "\n".join(lines) + "\n"
-    print(text)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"compare-{args.backend}-{info['date']}{'-' + args.tag if args.tag else ''}.md"
-    path.write_text(text)
+    name = f"compare-{args.backend}-{info['date']}{'-' + args.tag if args.tag else ''}.md"
+    path = write_report(lines, args.out, name)
     print(f"report written to {path}")
     return 0
 

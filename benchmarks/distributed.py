@@ -89,17 +89,16 @@ def main(argv: list[str] | None = None) -> int:
     me = [sys.executable, "-m", "benchmarks.distributed", "--worker", str(args.epochs)]
     one = run(me, {"OPENBLAS_NUM_THREADS": "2"})
     two = run([mpiexec, "-n", "2", *me], {"OPENBLAS_NUM_THREADS": "1", "NNX_BENCH_RANKS": "2"})
-    from benchmarks.common import machine
+    from benchmarks.common import machine, report_header, write_report
 
     info = machine()
     lines = [
-        f"# Data-parallel scaling on numpy, {info['date']}",
-        "",
-        "Machine: " + "; ".join(f"{k} {v}" for k, v in info.items() if k != "date"),
-        "",
-        f"Command: `python -m benchmarks.distributed --epochs {args.epochs}` (random data, 60,000 × 784; "
-        "one warm-up epoch, then the best timed epoch)",
-        "",
+        *report_header(
+            "Data-parallel scaling on numpy",
+            info,
+            f"python -m benchmarks.distributed --epochs {args.epochs}",
+            "(random data, 60,000 × 784; one warm-up epoch, then the best timed epoch)",
+        ),
         "| workload | 1 process × 2 threads: epoch s | 2 ranks × 1 thread: epoch s | throughput ratio (2 ranks / 1) "
         "| all-reduce per step, ms (buffer MB) | all-reduce share of a step |",
         "|---|---|---|---|---|---|",
@@ -111,11 +110,7 @@ def main(argv: list[str] | None = None) -> int:
             f"| {name} | {a['epoch_s']:.2f} | {b['epoch_s']:.2f} | {a['epoch_s'] / b['epoch_s']:.3f} "
             f"| {b['allreduce_ms']:.2f} ({b['buffer_mb']:.1f}) | {share:.1%} |"
         )
-    text = "\n".join(lines) + "\n"
-    print(text)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"distributed-numpy-{info['date']}.md").write_text(text)
+    write_report(lines, args.out, f"distributed-numpy-{info['date']}.md")
     return 0
 
 

@@ -12,7 +12,7 @@ import argparse
 from pathlib import Path
 
 from backends import get_backend
-from benchmarks.common import GemmFloor, NnxStep, interleaved, machine, step_flops
+from benchmarks.common import GemmFloor, NnxStep, interleaved, machine, report_header, step_flops, write_report
 
 RESULTS = Path(__file__).parent / "results"
 BATCHES = [32, 64, 128, 256, 512, 1024, 2048, 4096]
@@ -40,12 +40,9 @@ def main(argv: list[str] | None = None) -> int:
         rows.append((sweep, value, widths, batch, t["nnx"]["median"], t["floor"]["median"], flops))
         print(f"{sweep} {value}: nnx {t['nnx']['median'] * 1e3:.3f} ms, floor {t['floor']['median'] * 1e3:.3f} ms")
     lines = [
-        f"# Step scaling on {args.backend}, {info['date']}",
-        "",
-        "Machine: " + "; ".join(f"{k} {v}" for k, v in info.items() if k != "date"),
-        "",
-        f"Command: `python -m benchmarks.scaling --backend {args.backend}`",
-        "",
+        *report_header(
+            f"Step scaling on {args.backend}", info, f"python -m benchmarks.scaling --backend {args.backend}"
+        ),
         "| sweep | network | batch | nnx ms | floor ms | nnx/floor | nnx GFLOP/s | floor GFLOP/s | samples/s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -55,12 +52,8 @@ def main(argv: list[str] | None = None) -> int:
             f"{t_nnx / t_floor:.3f} | {flops / t_nnx / 1e9:.0f} | {flops / t_floor / 1e9:.0f} | "
             f"{batch / t_nnx:,.0f} |"
         )
-    text = "\n".join(lines) + "\n"
-    print(text)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"scaling-{args.backend}-{info['date']}.md").write_text(text)
-    plot(rows, out / f"scaling-{args.backend}-{info['date']}.png", args.backend)
+    path = write_report(lines, args.out, f"scaling-{args.backend}-{info['date']}.md")
+    plot(rows, path.with_suffix(".png"), args.backend)
     return 0
 
 
