@@ -15,16 +15,14 @@ import signal
 import sys
 import threading
 import warnings
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any
 
 import nnx  # the package's names load on first use: this costs no NumPy import
 from nnx.cli_export import cmd_export
 from nnx.cli_train import _Interrupted, cmd_train
 from nnx.cli_use import cmd_evaluate, cmd_info, cmd_predict
 from nnx.ctrl_c import CtrlC, raise_if_interrupted
-
-if TYPE_CHECKING:
-    pass
 
 # ---- the parser and main ----------------------------------------------------------------------------
 
@@ -46,19 +44,28 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"nnx {nnx.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="{train,evaluate,predict,export,info}")
 
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--debug", action="store_true", help="show tracebacks")
-    backend = argparse.ArgumentParser(add_help=False)
-    backend.add_argument(
+    def shared(*flags: str, **kwargs: Any) -> argparse.ArgumentParser:
+        """A parser holding one option that several commands take (through ``parents``)."""
+        parent = argparse.ArgumentParser(add_help=False)
+        parent.add_argument(*flags, **kwargs)
+        return parent
+
+    def command(name: str, run: Callable[[argparse.Namespace], int], **kwargs: Any) -> argparse.ArgumentParser:
+        """The parser of a command that ``run`` carries out; it rides along in the arguments to print
+        its usage on a usage error."""
+        command_parser = sub.add_parser(name, **kwargs)
+        command_parser.set_defaults(run=run, command_parser=command_parser)
+        return command_parser
+
+    common = shared("--debug", action="store_true", help="show tracebacks")
+    backend = shared(
         "--backend", choices=["numpy", "cupy", "auto"], help="array backend (default: $NNX_BACKEND, else auto)"
     )
-    data_dir = argparse.ArgumentParser(add_help=False)
-    data_dir.add_argument(
-        "--data-dir", metavar="DIR", help="the folder of fashion-mnist or mnist's IDX files (only there)"
-    )
+    data_dir = shared("--data-dir", metavar="DIR", help="the folder of fashion-mnist or mnist's IDX files (only there)")
 
-    train = sub.add_parser(
+    train = command(
         "train",
+        cmd_train,
         parents=[common, backend, data_dir],
         help="train an MLP",
         description="Train an MLP on a data set and print each epoch and the test accuracy. The settings "
@@ -105,10 +112,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="be one rank of data-parallel training: run as mpiexec -n N nnx train --distributed ...; "
         "--batch-size is the global batch; rank 0 prints and writes the files (needs the mpi extra)",
     )
-    train.set_defaults(run=cmd_train, command_parser=train)
 
-    evaluate = sub.add_parser(
+    evaluate = command(
         "evaluate",
+        cmd_evaluate,
         parents=[common, backend, data_dir],
         help="loss, accuracy and a per-class table",
         description="Loss, accuracy and per-class precision and recall of a model on a test set: by default "
@@ -116,10 +123,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     evaluate.add_argument("model", help="a model file written by nnx train --out or nnx.save")
     evaluate.add_argument("--dataset", help="digits | fashion-mnist | mnist | PATH (default: recorded in MODEL)")
-    evaluate.set_defaults(run=cmd_evaluate, command_parser=evaluate)
 
-    predict = sub.add_parser(
+    predict = command(
         "predict",
+        cmd_predict,
         parents=[common, backend],
         help="classes and probabilities of new inputs",
         description="Classes and probabilities of new inputs, as CSV: input, class, name, probability. PNG "
@@ -131,10 +138,10 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("input", help="an .npy of samples, (N, features) or (N, h, w); a .png; or a folder of PNGs")
     predict.add_argument("--out", metavar="FILE", help="write the CSV here instead of printing it")
     predict.add_argument("--probabilities", action="store_true", help="add every class's probability (p0, p1, ...)")
-    predict.set_defaults(run=cmd_predict, command_parser=predict)
 
-    export = sub.add_parser(
+    export = command(
         "export",
+        cmd_export,
         parents=[common],
         help="write a model as ONNX, for onnxruntime",
         description="Write a model file as an ONNX model (needs the extra nnx[onnx]): input x (batch, features) "
@@ -144,10 +151,8 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("model", help="a model file")
     export.add_argument("out", help="the ONNX file to write (.onnx)")
     export.add_argument("--opset", type=positive_int, default=17, metavar="N", help="ONNX operator set (default: 17)")
-    export.set_defaults(run=cmd_export, command_parser=export)
 
-    info = sub.add_parser("info", parents=[common], help="versions, backends, devices and BLAS")
-    info.set_defaults(run=cmd_info, command_parser=info)
+    command("info", cmd_info, parents=[common], help="versions, backends, devices and BLAS")
     return parser
 
 
