@@ -105,7 +105,8 @@ class LeakyReLU(Layer):
 
     def backward(self, grad: Array) -> Array:
         xp, a, dx = self.backend.xp, self.negative_slope, self.buffer("dx", grad.shape)
-        xp.multiply(self.mask, 1.0 - a, out=dx)  # the slope at x: 1 where x > 0, else a
+        xp.copyto(dx, self.mask)  # the slope at x: 1 where x > 0, else a (a casting multiply would allocate)
+        dx *= 1.0 - a
         dx += a
         dx *= grad
         return dx
