@@ -129,6 +129,7 @@ def fit(
     nnx.LineProgress. History.epoch holds the epochs' numbers as printed, from 1 (a run resumed
     with initial_epoch=k starts at k + 1); callbacks get the 0-based index, as in Keras.
     Inputs that look unscaled (a root mean square over 3: pixels 0-255, say) raise an UnscaledInputWarning.
+    A callback ends training after the current epoch by setting ``model.stop_training = True`` (as in Keras).
     distributed: an nnx.distributed.DataParallel: this process is one rank of data-parallel
     training (see that module); every rank calls fit with the same arguments and reports the
     global numbers.
@@ -156,6 +157,7 @@ def fit(
     plan = _Plan(loss, optimizer, schedule or Schedule(), epochs, batch_size, math.ceil(n / batch_size), shuffle,
                  list(callbacks), every, sync)  # fmt: skip
     history = History()
+    model.stop_training = False
     for cb in callbacks:
         cb.on_train_begin(model, epochs, n)
     with StopOnInterrupt() as interrupt, np.errstate(all="ignore"):  # divergence is handled below
@@ -183,6 +185,8 @@ def fit(
                 cb.on_epoch_end(epoch, logs)
             if interrupt.requested:
                 raise TrainingInterrupted(f"interrupted after epoch {epoch + 1}", history)
+            if model.stop_training:
+                break
     optimizer.swap_averages(model, keep=False)  # as Keras's use_ema: the model keeps the averages
     for cb in callbacks:
         cb.on_train_end()

@@ -107,6 +107,23 @@ def test_callbacks_are_told_the_model_the_epochs_the_rows_and_each_epoch_in_orde
     assert history.val_loss[-1] == pytest.approx(model.evaluate(xt, yt)["loss"], rel=1e-6)
 
 
+def test_a_callback_that_sets_stop_training_ends_fit_after_that_epoch(digits):
+    (x, y), _ = digits
+
+    class StopAfterSecond(nnx.Callback):
+        def on_train_begin(self, model, epochs, n_samples):
+            self.model = model
+
+        def on_epoch_end(self, epoch, logs):
+            self.model.stop_training = epoch == 1
+
+    recorder, model = Recorder(), small()
+    history = model.fit(x, y, loss=nnx.SparseCategoricalCrossentropy(), optimizer=nnx.SGD(0.1), epochs=5,
+                        batch_size=512, callbacks=[StopAfterSecond(), recorder])  # fmt: skip
+    assert history.epoch == [1, 2] and recorder.calls[-1] == ("end",)
+    assert model.fit(x, y, loss=nnx.SparseCategoricalCrossentropy(), optimizer=nnx.SGD(0.1), epochs=2).epoch == [1, 2]
+
+
 def test_the_defaults_are_batches_of_32_in_a_shuffled_order_from_epoch_0(digits):
     (x, y), _ = digits
     loss, recorder = Recorded(), Recorder()
