@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-# name -> the module that defines it ("" for the submodules nnx.datasets and nnx.errors)
+# name -> the module that defines it ("" for the submodules nnx.datasets, nnx.errors and nnx.sklearn;
+# nnx.sklearn needs the sklearn extra, so it stays out of __all__ and a star-import never loads it)
 _EXPORTS = {
     "Callback": "nnx.callbacks",
     "History": "nnx.history",
@@ -51,10 +52,11 @@ _EXPORTS = {
     "export_onnx": "nnx.onnx_export",
     "datasets": "",
     "errors": "",
+    "sklearn": "",
 }
 
 if TYPE_CHECKING:  # the same names, for type checkers and editors
-    from nnx import datasets, errors
+    from nnx import datasets, errors, sklearn
     from nnx.activations import GELU, LeakyReLU, Sigmoid, Tanh
     from nnx.callbacks import Callback
     from nnx.checks import UnscaledInputWarning
