@@ -190,3 +190,21 @@ def test_an_opset_out_of_range_is_a_config_error_and_a_usage_error_on_the_comman
         assert code == 2 and message in err
     code, _, err = export(capsys, tmp_path / "m.safetensors", tmp_path / "m.txt")
     assert code == 2 and "OUT must be a file name ending in .onnx; got" in err
+
+
+@pytest.mark.parametrize("recipe", ["digits", "fashion-mnist", "regression"])
+def test_the_default_model_of_every_recipe_exports_and_runs_as_in_nnx(capsys, tmp_path, recipe):
+    """The models nnx train builds by default (digits; fashion-mnist and mnist share a recipe; a
+    regressor), saved as nnx train saves them and exported by the command."""
+    from nnx.recipes import RECIPES, make_model
+
+    features, outputs = {"digits": (64, 10), "fashion-mnist": (784, 10), "regression": (13, 1)}[recipe]
+    model = make_model(features, outputs, {**RECIPES[recipe], "seed": 0, "dtype": "float32"}, "numpy")
+    model.task = "regression" if recipe == "regression" else "classification"
+    nnx.save(model, tmp_path / "m.safetensors")
+    code, _, err = export(capsys, tmp_path / "m.safetensors", tmp_path / "m.onnx")
+    assert code == 0, err
+    x = np.random.default_rng(0).random((300, features), dtype=np.float32)
+    got = session(str(tmp_path / "m.onnx")).run(None, {"x": x})
+    np.testing.assert_allclose(got[-1], model.predict(x), **TOL)  # probabilities, or the outputs
+    assert len(got) == (1 if recipe == "regression" else 2)
