@@ -25,10 +25,13 @@ Where they differ from scikit-learn's MLP:
       loss is the same. A multi-label one has one logistic output per label, as scikit-learn's.
     - Adam adds ``epsilon`` to the bias-corrected √v̂ (Kingma & Ba's algorithm), scikit-learn to √v.
     - ``momentum`` must be below 1.
+    - Predictions are computed in float64 from the trained weights, whatever ``dtype`` trained
+      them, so that a row's prediction does not depend on the rows predicted with it.
 
 Pickle: the estimators pickle (the layers, the weights and the optimizer's state as NumPy
-arrays), as joblib and scikit-learn's model selection require. This is the one place in nnx
-where pickle is used; nnx's own model files (``nnx.save``) never use it.
+arrays), as joblib and scikit-learn's model selection require; they load on the backend that
+their ``backend`` parameter names (None and "auto": a GPU where there is one, else NumPy). This is
+the one place in nnx where pickle is used; nnx's own model files (``nnx.save``) never use it.
 """
 
 from __future__ import annotations
@@ -445,16 +448,14 @@ class _MLPBase(BaseEstimator):
             self.validation_scores_.append(score)
             if self.verbose:
                 print(f"Validation score: {score:f}")
-            self._no_improvement_count = 0 if score >= self.best_validation_score_ + self.tol else (
-                self._no_improvement_count + 1
-            )  # fmt: skip
+            improved = score >= self.best_validation_score_ + self.tol
             if score > self.best_validation_score_:
                 self.best_validation_score_ = score
                 self._best_weights = self.model_.get_weights()
         else:
-            last = self.loss_curve_[-1]
-            self._no_improvement_count = self._no_improvement_count + 1 if last > self.best_loss_ - self.tol else 0
-            self.best_loss_ = min(self.best_loss_, last)
+            improved = self.loss_ <= self.best_loss_ - self.tol
+            self.best_loss_ = min(self.best_loss_, self.loss_)
+        self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
         if self._no_improvement_count <= self.n_iter_no_change:
             return False
         if self.verbose:
@@ -496,8 +497,8 @@ class _MLPBase(BaseEstimator):
         optimizer: Optimizer | None = state.get("_optimizer")
         if optimizer is not None:
             arrays = {k: model.backend.to_numpy(a).copy() for k, a in optimizer.state_arrays().items()}
-            state["_optimizer"] = {"type": type(optimizer).__name__, "config": optimizer.config(), "t": optimizer.t,
-                                   "state": arrays}  # fmt: skip
+            config = {"type": type(optimizer).__name__, "config": optimizer.config(), "t": optimizer.t}
+            state["_optimizer"] = {**config, "state": arrays}
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
