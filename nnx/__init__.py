@@ -56,7 +56,8 @@ _EXPORTS = {
 }
 
 if TYPE_CHECKING:  # the same names, for type checkers and editors
-    from nnx import datasets, errors, sklearn
+    from nnx import datasets, errors
+    from nnx import sklearn as sklearn  # not in __all__: it needs the sklearn extra
     from nnx.activations import GELU, LeakyReLU, Sigmoid, Tanh
     from nnx.callbacks import Callback
     from nnx.checks import UnscaledInputWarning
