@@ -1,6 +1,6 @@
 """nnx.sklearn.MLPClassifier against scikit-learn's MLPClassifier, timed side by side in one run.
 
-    python -m benchmarks.sklearn_mlp [OUT.md] [--repeats 3] [--threads N]
+    python -m benchmarks.sklearn_mlp [OUT.md] [--repeats 3] [--threads N] [--rows N]
 
 Fashion-MNIST (``nnx.datasets.load_fashion_mnist()``: 60,000 training and 10,000 test images,
 float32 in [0, 1], the same arrays for both) with ``hidden_layer_sizes=(100,)``, ``max_iter=10``,
@@ -31,7 +31,7 @@ from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
 import nnx
-from benchmarks.common import machine
+from benchmarks.common import machine, report_header, write_report
 from nnx.sklearn import MLPClassifier as NnxMLP
 
 ESTIMATORS = {"nnx": NnxMLP, "scikit-learn": SklearnMLP}
@@ -91,37 +91,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", nargs="?", help="also write the report to this Markdown file")
     parser.add_argument("--repeats", type=int, default=3, help="fits of each estimator (default 3)")
     parser.add_argument("--threads", type=int, help="BLAS threads of both (default: the BLAS's own)")
+    parser.add_argument("--rows", type=int, help="train on the first ROWS images only (a smoke test)")
     args = parser.parse_args(argv)
     (x, y), (x_test, y_test) = nnx.datasets.load_fashion_mnist()
+    x, y = x[: args.rows], y[: args.rows]
     digits = load_digits(return_X_y=True)
-    info = machine()
+    info = {**machine(), "scikit-learn": sklearn.__version__, "BLAS threads": args.threads or "the BLAS's own"}
     with threadpool_limits(args.threads), warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # max_iter=10 stops before convergence, as asked
         fits = fit_table(fit_pairs((x, y, x_test, y_test), args.repeats, SETTINGS))
         cv = digits_table(*digits)
-    command = "python -m benchmarks.sklearn_mlp " + " ".join(sys.argv[1:] if argv is None else argv)
-    text = "\n".join(
-        [
-            f"# nnx.sklearn against scikit-learn's MLPClassifier, {info['date']}",
-            "",
-            "Machine: " + "; ".join(f"{k} {v}" for k, v in info.items() if k != "date")
-            + f"; scikit-learn {sklearn.__version__}; BLAS threads {args.threads or 'default'}",
-            "",
-            f"Command: `{command.strip()}`",
-            "",
-            f"Fashion-MNIST, 60,000 training and 10,000 test images, {SETTINGS}, other parameters at their "
-            "defaults (nnx trains in float32, scikit-learn in the inputs' float32):",
-            "",
-            *fits,
-            "",
-            "Digits (1,797 images), StandardScaler → MLPClassifier(random_state=0), 3-fold cross_val_score:",
-            "",
-            *cv,
-        ]
-    )  # fmt: skip
-    print(text)
+    command = " ".join(["python -m benchmarks.sklearn_mlp", *(sys.argv[1:] if argv is None else argv)])
+    lines = [
+        *report_header("nnx.sklearn against scikit-learn's MLPClassifier", info, command),
+        f"Fashion-MNIST, {len(x):,} training and {len(x_test):,} test images, {SETTINGS}, other parameters at their "
+        "defaults (nnx trains in float32, scikit-learn in the inputs' float32):",
+        "",
+        *fits,
+        "",
+        "Digits (1,797 images), StandardScaler → MLPClassifier(random_state=0), 3-fold cross_val_score:",
+        "",
+        *cv,
+    ]
     if args.out:
-        Path(args.out).write_text(text + "\n")
+        write_report(lines, Path(args.out).parent, Path(args.out).name)
+    else:
+        print("\n".join(lines))
     return 0
 
 

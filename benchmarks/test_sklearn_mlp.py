@@ -7,7 +7,8 @@ import pytest
 pytest.importorskip("sklearn", reason="the comparison needs the sklearn extra")
 
 import nnx
-from benchmarks.sklearn_mlp import digits_table, fit_pairs, fit_table
+from benchmarks.sklearn_mlp import digits_table, fit_pairs, fit_table, main
+from nnx.errors import DatasetNotFound
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -21,3 +22,15 @@ def test_the_scikit_learn_comparison_runs_on_slices_of_the_digits():
     assert len(lines) == 2 + 4 + 2 and "as fast" in lines[-1]
     cv = digits_table(x[:150], y[:150])
     assert len(cv) == 4 and cv[2].startswith("| nnx |") and cv[3].startswith("| scikit-learn |")
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_the_scikit_learn_comparison_writes_its_report_from_a_slice_of_fashion_mnist(tmp_path):
+    try:
+        nnx.datasets.load_fashion_mnist()
+    except DatasetNotFound as exc:
+        pytest.skip(f"Fashion-MNIST is not on this machine: {exc}")
+    out = tmp_path / "report.md"
+    assert main([str(out), "--rows", "400", "--repeats", "1", "--threads", "1"]) == 0
+    report = out.read_text()
+    assert "Fashion-MNIST, 400 training and 10,000 test images" in report and "| scikit-learn |" in report
