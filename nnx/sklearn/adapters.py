@@ -1,0 +1,129 @@
+"""What the estimators train with: scikit-learn's loss normalisation and L2 penalty on nnx's
+losses, the penalty's gradient hook, the per-epoch bookkeeping callback, the model as plain data
+(for pickling) and parameter checks."""
+
+from __future__ import annotations
+
+import numbers
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from backends.contract import Array
+from nnx.callbacks import Callback
+from nnx.errors import ConfigError
+from nnx.layers import LAYER_TYPES, Dense
+from nnx.losses import Loss
+from nnx.model import Sequential
+
+if TYPE_CHECKING:
+    from nnx.sklearn.base import MLPBase
+
+
+class SklearnLoss(Loss):
+    """An nnx loss normalised as scikit-learn's MLP normalises it, plus alpha's L2 penalty:
+
+        value = value_scale·inner + alpha/(2·N)·Σ‖W‖²,   dL/doutputs = grad_scale·inner's
+
+    for a batch of N rows; ``rows`` keeps N for the penalty's gradient (``L2Gradient``).
+    """
+
+    def __init__(self, inner: Loss, weights: list[Array], alpha: float, value_scale: float, grad_scale: float) -> None:
+        super().__init__()
+        self.inner, self.weights, self.alpha = inner, weights, alpha
+        self.value_scale, self.grad_scale = value_scale, grad_scale
+        self.task, self.takes_logits = inner.task, inner.takes_logits
+        self.metric = None  # fit need not count correct predictions at every step
+        self.target_dtype, self.outputs_name = inner.target_dtype, inner.outputs_name
+        self.rows = 1
+
+    def compute(self, backend: Any, outputs: Array, targets: Array) -> tuple[Array, Array]:
+        value, grad = self.inner.compute(backend, outputs, targets)
+        self.rows = outputs.shape[0]
+        if self.grad_scale != 1.0:
+            grad *= self.grad_scale
+        if self.value_scale != 1.0:
+            value = value * self.value_scale
+        if self.alpha:
+            xp = backend.xp
+            value = value + self.alpha / (2 * self.rows) * sum(xp.vdot(w, w) for w in self.weights)
+        return value, grad
+
+    def check_targets(self, targets: Any, outputs_shape: tuple[int, int], name: str = "targets") -> Any:
+        return self.inner.check_targets(targets, outputs_shape, name)
+
+
+class L2Gradient:
+    """A gradient hook (between backward and the step): dW += alpha/N·W for every Dense weight, not
+    the biases, N the rows of the batch that ``loss`` saw last: the gradient of alpha's penalty."""
+
+    def __init__(self, alpha: float, loss: SklearnLoss) -> None:
+        self.alpha, self.loss = alpha, loss
+        self._scratch: dict[int, Array] = {}
+
+    def __call__(self, model: Sequential) -> None:
+        c = self.alpha / self.loss.rows
+        for i, layer in enumerate(model.layers):
+            if isinstance(layer, Dense):
+                w = layer.params["W"]
+                scratch = self._scratch.get(i)
+                if scratch is None:
+                    scratch = self._scratch[i] = model.backend.empty(w.shape, w.dtype)
+                model.backend.xp.multiply(w, c, out=scratch)
+                layer.grads["W"] += scratch
+
+
+class EpochEnd(Callback):
+    """After every epoch of fit: scikit-learn's bookkeeping (``n_iter_``, ``t_``, ``loss_curve_``,
+    the verbose lines) and its stopping rule, which ends fit through ``model.stop_training``."""
+
+    def __init__(self, estimator: MLPBase, n_samples: int, validation: tuple[Any, Any] | None) -> None:
+        self.estimator, self.n_samples, self.validation = estimator, n_samples, validation
+        self.stopped = False
+
+    def on_train_begin(self, model: Sequential, epochs: int, n_samples: int) -> None:
+        self.model = model
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> None:
+        est = self.estimator
+        est.n_iter_ += 1
+        est.t_ += self.n_samples
+        est._epochs += 1
+        est.loss_ = logs["loss"]
+        est.loss_curve_.append(est.loss_)
+        if est.verbose:
+            print(f"Iteration {est.n_iter_}, loss = {est.loss_:.8f}")
+        self.stopped = self.model.stop_training = est._stalled(self.validation)
+
+
+def freeze(model: Sequential) -> dict[str, Any]:
+    """The model as plain data: its layers' types and settings, weights (NumPy), seed, dtype and task."""
+    return {
+        "layers": [(type(layer).__name__, layer.config()) for layer in model.layers],
+        "weights": model.get_weights(),
+        "seed": model.seed,
+        "dtype": model.dtype.name,
+        "task": model.task,
+    }
+
+
+def rebuild(frozen: dict[str, Any], backend: Any, dtype: str | None = None) -> Sequential:
+    """The model that ``freeze`` described, on ``backend``, in its dtype or ``dtype``."""
+    layers = [LAYER_TYPES[name](**config) for name, config in frozen["layers"]]
+    model = Sequential(*layers, backend=backend, seed=frozen["seed"], dtype=dtype or frozen["dtype"])
+    model.set_weights(frozen["weights"])
+    model.task = frozen["task"]
+    return model
+
+
+def check(ok: bool, name: str, expected: str, value: Any) -> None:
+    if not ok:
+        raise ConfigError(f"{name} must be {expected}; got {value!r}")
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and bool(np.isfinite(value))
+
+
+def is_int(value: Any, low: int) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low
