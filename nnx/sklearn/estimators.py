@@ -12,7 +12,38 @@ from sklearn.utils.multiclass import check_classification_targets, type_of_targe
 from sklearn.utils.validation import validate_data
 
 from nnx.losses import BinaryCrossentropy, Loss, MeanSquaredError, SparseCategoricalCrossentropy
-from nnx.sklearn.base import PARAMETERS_DOC, MLPBase
+from nnx.sklearn.base import MLPBase
+
+PARAMETERS_DOC = """
+
+    Parameters (scikit-learn's names, meanings and defaults):
+        hidden_layer_sizes: (100,)   widths of the hidden layers (an int: one layer)
+        activation: "relu"           of the hidden layers: "relu", "tanh", "logistic" or "identity"
+        solver: "adam"               or "sgd" ("lbfgs" is not supported)
+        alpha: 1e-4                  L2 penalty: loss + alpha/(2·N)·Σ‖W‖² over the weights, N the batch's rows
+        batch_size: "auto"           min(200, n_samples), or an int (clipped to n_samples, with a warning)
+        learning_rate: "constant"    the only one supported (see ``schedule``)
+        learning_rate_init: 1e-3
+        power_t, max_fun             accepted and ignored: only "invscaling" and "lbfgs" use them
+        max_iter: 200                epochs
+        shuffle: True, random_state: None, tol: 1e-4, verbose: False, warm_start: False
+        momentum: 0.9, nesterovs_momentum: True           (sgd; momentum in [0, 1))
+        early_stopping: False, validation_fraction: 0.1, n_iter_no_change: 10
+        beta_1: 0.9, beta_2: 0.999, epsilon: 1e-8         (adam)
+
+    nnx's own:
+        schedule: "constant"         or "cosine": the learning rate decays to 0 over max_iter epochs
+                                     (partial_fit, which knows no end, keeps it constant)
+        dropout: 0.0                 dropout probability after every hidden activation
+        backend: None                "numpy", "cupy" or "auto"; None: nnx's default ($NNX_BACKEND, else "auto")
+        dtype: "float32"             or "float64": the model's, and the inputs are cast to it
+
+    Fitted attributes: ``model_`` (the nnx Sequential), ``n_features_in_`` (and
+    ``feature_names_in_`` for a DataFrame), ``n_outputs_``, ``n_layers_``, ``out_activation_``,
+    ``loss_`` and ``loss_curve_`` (with the penalty, per epoch), ``best_loss_``,
+    ``validation_scores_`` and ``best_validation_score_`` (early stopping), ``n_iter_`` (epochs of
+    the last call), ``t_`` (samples seen), and ``coefs_`` / ``intercepts_`` (NumPy copies).
+    """
 
 
 class MLPClassifier(ClassifierMixin, MLPBase):
