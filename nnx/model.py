@@ -75,6 +75,7 @@ class Sequential:
         self.training_info: dict[str, Any] = {}
         self.class_names: list[str] | None = None  # names of the outputs, kept in model files
         self.task = "classification"
+        self.stop_training = False  # a callback sets it to end fit after the current epoch
         self._build(get_backend(backend))
 
     @property
