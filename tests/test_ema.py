@@ -111,3 +111,10 @@ def test_a_run_with_ema_resumed_from_its_checkpoint_equals_an_uninterrupted_one(
         np.testing.assert_array_equal(a[name], b[name])
     settings = nnx.load(tmp_path / "full.safetensors", backend="numpy").training_info["settings"]
     assert settings["ema"] == 0.9
+
+
+def test_an_optimizer_with_ema_names_it_in_its_description():
+    assert repr(nnx.AdamW(ema=0.99)) == (
+        "AdamW(lr=0.001, weight_decay=0.01, clip_norm=None, ema=0.99, beta1=0.9, beta2=0.999, eps=1e-08)"
+    )
+    assert nnx.SGD(0.1, ema=0.5).config()["ema"] == 0.5

@@ -142,3 +142,11 @@ def test_an_npz_whose_train_and_test_targets_differ_in_kind_is_refused(tmp_path)
     np.savez(tmp_path / "mixed.npz", x_train=x, y_train=np.zeros(4), x_test=x, y_test=np.zeros(4, np.int64))
     with pytest.raises(DataFormatError, match="must both hold labels or both float targets; got float64 and int64"):
         nnx.datasets.load_npz(tmp_path / "mixed.npz")
+
+
+def test_binary_accuracy_counts_a_zero_logit_as_class_0_and_a_target_of_one_half_as_0(cpu_backend):
+    """A prediction is 1 where the logit is > 0; a target is 1 where it is > 0.5 (both strict)."""
+    logits = cpu_backend.asarray(np.array([[0.0, 1.0], [0.0, -1.0]]))
+    targets = cpu_backend.asarray(np.array([[1.0, 0.5], [0.0, 0.5]]))
+    # row 0: 0 vs 1 wrong, 1 vs 0.5 wrong; row 1: 0 vs 0 right, 0 vs 0.5 right -> 2 of 4 right
+    assert float(nnx.BinaryCrossentropy().metric_sum(cpu_backend, logits, targets)) == 1.0
