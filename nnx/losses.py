@@ -73,8 +73,11 @@ class Loss:
 
     def grad_buffer(self, backend: Backend, outputs: Array) -> Array:
         """The reused array that ``compute`` writes the gradient into."""
-        shape, dtype = outputs.shape, outputs.dtype
-        return self._buffers.get("grad", (backend.name, shape, dtype), lambda: backend.empty(shape, dtype))
+        return self.scratch("grad", backend, outputs.shape, outputs.dtype)
+
+    def scratch(self, name: str, backend: Backend, shape: tuple[int, ...], dtype: Any) -> Array:
+        """A reused array of this shape and dtype, kept under ``name``."""
+        return self._buffers.get(name, (backend.name, shape, dtype), lambda: backend.empty(shape, dtype))
 
     def __call__(self, outputs: Array, targets: Any, backend: Backend | None = None) -> tuple[float, Array]:
         """outputs: (N, K) float array (NumPy or CuPy); targets as ``check_targets`` takes them.
@@ -153,7 +156,9 @@ class MeanSquaredError(Loss):
     metric = "mae"
 
     def metric_sum(self, backend: Backend, outputs: Array, targets: Array) -> Array:
-        return abs(outputs - targets).sum(dtype=np.float64) / outputs.shape[1]
+        difference = self.scratch("metric", backend, outputs.shape, outputs.dtype)
+        backend.xp.subtract(outputs, targets, out=difference)
+        return backend.xp.abs(difference, out=difference).sum(dtype=np.float64) / outputs.shape[1]
 
     def compute(self, backend: Backend, outputs: Array, targets: Array) -> tuple[Array, Array]:
         grad = self.grad_buffer(backend, outputs)
@@ -176,12 +181,15 @@ class BinaryCrossentropy(Loss):
 
     def compute(self, backend: Backend, outputs: Array, targets: Array) -> tuple[Array, Array]:
         grad = self.grad_buffer(backend, outputs)
-        shape, dtype = outputs.shape, outputs.dtype
-        scratch = self._buffers.get("scratch", (backend.name, shape, dtype), lambda: backend.empty(shape, dtype))
+        scratch = self.scratch("scratch", backend, outputs.shape, outputs.dtype)
         return backend.binary_cross_entropy(outputs, targets, grad, scratch), grad
 
     def metric_sum(self, backend: Backend, outputs: Array, targets: Array) -> Array:
-        return ((outputs > 0) == (targets > 0.5)).sum(dtype=np.float64) / outputs.shape[1]
+        xp = backend.xp
+        predicted, actual = (self.scratch(name, backend, outputs.shape, bool) for name in ("predicted", "actual"))
+        xp.greater(outputs, 0, out=predicted)
+        xp.greater(targets, 0.5, out=actual)
+        return xp.equal(predicted, actual, out=predicted).sum(dtype=np.float64) / outputs.shape[1]
 
     def check_targets(self, targets: Any, outputs_shape: tuple[int, int], name: str = "targets") -> Any:
         targets = check_float_targets(targets, outputs_shape, name, "fiub", type(self).__name__)
