@@ -188,26 +188,25 @@ def test_writing_into_a_missing_folder_names_the_folder_not_a_temporary_file(cap
     assert code == 1 and f"the folder {tmp_path / 'no'} does not exist" in err and ".tmp" not in err
 
 
-def test_resume_continues_from_the_last_checkpoint_and_matches_an_uninterrupted_run(tmp_path):
-    common = ["train", "--hidden", "32", "--dropout", "0.1", "--optimizer", "adam", "--lr", "0.003", "--quiet"]
-    full = run(*common, "--epochs", "4", "--out", str(tmp_path / "full.safetensors"))
-    first = run(*common, "--epochs", "2", "--checkpoint-dir", str(tmp_path / "ck"))
-    resumed = run(
-        *common,
-        "--epochs",
-        "4",
-        "--checkpoint-dir",
-        str(tmp_path / "ck"),
-        "--resume",
-        "--out",
-        str(tmp_path / "resumed.safetensors"),
-    )
-    for result in (full, first, resumed):
+def resume_matches_uninterrupted(tmp_path, common: list[str], epochs: int, first: int) -> tuple:
+    """Train ``common`` for ``epochs`` in one run and, in another, for ``first`` epochs with a
+    checkpoint, then --resume to ``epochs``; assert equal weights. Returns (full, resumed) results."""
+    full = run(*common, "--epochs", str(epochs), "--out", str(tmp_path / "full.safetensors"))
+    begun = run(*common, "--epochs", str(first), "--checkpoint-dir", str(tmp_path / "ck"))
+    resumed = run(*common, "--epochs", str(epochs), "--checkpoint-dir", str(tmp_path / "ck"), "--resume",
+                  "--out", str(tmp_path / "resumed.safetensors"))  # fmt: skip
+    for result in (full, begun, resumed):
         assert result.returncode == 0, result.stderr
     a = nnx.load(tmp_path / "full.safetensors", backend="numpy").get_weights()
     b = nnx.load(tmp_path / "resumed.safetensors", backend="numpy").get_weights()
     for name in a:
         np.testing.assert_array_equal(a[name], b[name])
+    return full, resumed
+
+
+def test_resume_continues_from_the_last_checkpoint_and_matches_an_uninterrupted_run(tmp_path):
+    common = ["train", "--hidden", "32", "--dropout", "0.1", "--optimizer", "adam", "--lr", "0.003", "--quiet"]
+    full, resumed = resume_matches_uninterrupted(tmp_path, common, epochs=4, first=2)
     assert full.stdout.splitlines()[-1].split("(")[0] == resumed.stdout.splitlines()[-1].split("(")[0]
     history = nnx.load(tmp_path / "resumed.safetensors", backend="numpy").training_info["history"]
     assert history["epoch"] == [1, 2, 3, 4]  # numbered as printed

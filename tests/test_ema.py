@@ -9,7 +9,7 @@ import pytest
 
 import nnx
 from nnx.errors import ConfigError
-from tests.test_cli import run
+from tests.test_cli import resume_matches_uninterrupted
 
 
 @pytest.fixture(scope="module")
@@ -99,16 +99,7 @@ def test_a_decay_outside_0_1_is_refused_naming_ema(bad):
 
 def test_a_run_with_ema_resumed_from_its_checkpoint_equals_an_uninterrupted_one(tmp_path):
     common = ["train", "--hidden", "16", "--optimizer", "adam", "--lr", "0.003", "--ema", "0.9", "--quiet"]
-    full = run(*common, "--epochs", "3", "--out", str(tmp_path / "full.safetensors"))
-    first = run(*common, "--epochs", "1", "--checkpoint-dir", str(tmp_path / "ck"))
-    resumed = run(*common, "--epochs", "3", "--checkpoint-dir", str(tmp_path / "ck"), "--resume",
-                  "--out", str(tmp_path / "resumed.safetensors"))  # fmt: skip
-    for result in (full, first, resumed):
-        assert result.returncode == 0, result.stderr
-    a = nnx.load(tmp_path / "full.safetensors", backend="numpy").get_weights()
-    b = nnx.load(tmp_path / "resumed.safetensors", backend="numpy").get_weights()
-    for name in a:
-        np.testing.assert_array_equal(a[name], b[name])
+    resume_matches_uninterrupted(tmp_path, common, epochs=3, first=1)
     settings = nnx.load(tmp_path / "full.safetensors", backend="numpy").training_info["settings"]
     assert settings["ema"] == 0.9
 
