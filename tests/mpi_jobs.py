@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -35,6 +37,21 @@ def main(job: str, out: str) -> None:
                     raise RuntimeError("rank 1 fails on purpose")
 
         digits_run(dp, 64, epochs=50, callbacks=[Fail()])
+    elif job == "interrupt":  # Ctrl-C reaches rank 1 alone, in epoch 2: every rank stops after the same step
+
+        class CtrlC(nnx.Callback):
+            def on_train_begin(self, model, epochs, n):
+                self.model = model
+
+            def on_epoch_begin(self, epoch):
+                if epoch == 1 and dp.rank == 1:
+                    os.kill(os.getpid(), signal.SIGINT)
+
+        ctrl_c = CtrlC()
+        try:
+            digits_run(dp, 64, callbacks=[ctrl_c])
+        except nnx.errors.TrainingInterrupted as exc:
+            np.savez(target, **ctrl_c.model.get_weights(), epochs=len(exc.history.loss), message=str(exc))
     elif job == "drift":  # rank 1's weights are changed behind the all-reduce's back
 
         class Drift(nnx.Callback):

@@ -60,6 +60,18 @@ def test_an_exception_on_one_rank_ends_the_whole_job_quickly(tmp_path):
     assert result.returncode != 0 and "rank 1 fails on purpose" in result.stderr
 
 
+def test_ctrl_c_on_one_rank_stops_every_rank_after_the_same_step(tmp_path):
+    result = mpirun(2, sys.executable, "-m", "mpi4py", "-m", "tests.mpi_jobs", "interrupt", str(tmp_path), timeout=60)
+    assert result.returncode == 0, result.stderr
+    ranks = [np.load(tmp_path / f"interrupt-2-rank{r}.npz") for r in (0, 1)]
+    for rank in ranks:  # rank 0 never saw a signal, yet stopped in the same step of epoch 2
+        assert int(rank["epochs"]) == 1 and "interrupted during epoch 2" in str(rank["message"])
+    for name in ranks[0].files:
+        np.testing.assert_array_equal(ranks[1][name], ranks[0][name])
+    model, _ = single_process(64)  # three full epochs: the interrupted ranks stopped short of them
+    assert not np.allclose(ranks[0]["layers.0.W"], model.get_weights()["layers.0.W"])
+
+
 def test_a_nan_on_one_rank_stops_every_rank_with_training_diverged(tmp_path):
     result = mpirun(2, sys.executable, "-m", "tests.mpi_jobs", "diverge", str(tmp_path))
     assert result.returncode == 0, result.stderr
