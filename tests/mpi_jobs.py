@@ -13,9 +13,9 @@ import nnx
 from nnx.distributed import DataParallel
 
 
-def digits_run(dp, batch_size: int, epochs: int = 3, out: Path | None = None, **fit_kwargs):
+def digits_run(dp, batch_size: int, epochs: int = 3, out: Path | None = None, backend: str = "numpy", **fit_kwargs):
     (x, y), (xt, yt) = nnx.datasets.load_digits()
-    model = nnx.Sequential(nnx.Dense(64, 32), nnx.ReLU(), nnx.Dense(32, 10), backend="numpy", dtype="float64", seed=0)
+    model = nnx.Sequential(nnx.Dense(64, 32), nnx.ReLU(), nnx.Dense(32, 10), backend=backend, dtype="float64", seed=0)
     history = model.fit(x, y, loss=nnx.SparseCategoricalCrossentropy(), optimizer=nnx.SGD(0.1), epochs=epochs,
                         batch_size=batch_size, validation_data=(xt, yt), distributed=dp, **fit_kwargs)  # fmt: skip
     if out is not None:
@@ -37,6 +37,17 @@ def main(job: str, out: str) -> None:
                     raise RuntimeError("rank 1 fails on purpose")
 
         digits_run(dp, 64, epochs=50, callbacks=[Fail()])
+    elif job == "nccl":  # one rank on a GPU: NCCL's all-reduce on a device buffer, and fit on CuPy
+        import cupy
+
+        dp.use_device()
+        buffer = cupy.arange(12, dtype=cupy.float32) - 5.5
+        dp._nccl_allreduce(buffer)  # a sum over one rank: the same values, on the device
+        summed = cupy.asnumpy(buffer)
+        distributed, _ = digits_run(dp, 64, backend="cupy")
+        alone, _ = digits_run(None, 64, backend="cupy")
+        np.savez(target, summed=summed, **{f"dp.{k}": w for k, w in distributed.get_weights().items()},
+                 **{f"alone.{k}": w for k, w in alone.get_weights().items()})  # fmt: skip
     elif job == "interrupt":  # Ctrl-C reaches rank 1 alone, in epoch 2: every rank stops after the same step
 
         class CtrlC(nnx.Callback):
