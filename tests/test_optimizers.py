@@ -130,7 +130,9 @@ def test_fit_applies_the_schedule_to_the_optimizer():
         (lambda: nnx.SGD(0), "lr must be a finite number > 0; got 0"),
         (lambda: nnx.SGD(-1.0), "lr must be a finite number > 0; got -1.0"),
         (lambda: nnx.SGD(0.1, momentum=1.5), r"momentum must be a number in \[0, 1\); got 1.5"),
+        (lambda: nnx.Adam(beta1=-0.5), r"beta1 must be a number in \[0, 1\); got -0.5"),
         (lambda: nnx.Adam(beta2=1.0), r"beta2 must be a number in \[0, 1\); got 1.0"),
+        (lambda: nnx.Adam(eps=0.0), "eps must be a finite number > 0; got 0.0"),
         (lambda: nnx.Adam(weight_decay=-0.1), "weight_decay must be a finite number >= 0; got -0.1"),
         (lambda: nnx.Dropout(1.0), r"p must be a number in \[0, 1\); got 1.0"),
         (lambda: nnx.Cosine(warmup=2), r"warmup must be a number in \[0, 1\); got 2"),
@@ -139,6 +141,12 @@ def test_fit_applies_the_schedule_to_the_optimizer():
 def test_bad_settings_raise_config_error_naming_them(make, message):
     with pytest.raises(ConfigError, match=message):
         make()
+
+
+def test_adam_defaults_are_the_papers():
+    assert nnx.Adam().config() == {
+        "lr": 1e-3, "weight_decay": 0.0, "clip_norm": None, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize("make", [lambda: nnx.Adam(1e-3), lambda: nnx.SGD(0.1, momentum=0.9)])

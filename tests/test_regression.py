@@ -54,6 +54,20 @@ def test_the_mean_absolute_error_is_the_mean_over_every_row_and_output_on_every_
     assert float(total) / 37 == pytest.approx(np.abs(outputs - targets).mean(), rel=1e-12)
 
 
+@pytest.mark.parametrize(
+    "loss, targets",
+    [
+        (nnx.MeanSquaredError(), lambda rng: rng.standard_normal((4099, 3)).astype(np.float32)),
+        (nnx.BinaryCrossentropy(), lambda rng: rng.integers(0, 2, (4099, 3)).astype(np.float32)),
+        (nnx.SparseCategoricalCrossentropy(), lambda rng: rng.integers(0, 3, 4099)),
+    ],
+)
+def test_the_metric_sums_of_float32_outputs_are_float64(cpu_backend, rng, loss, targets):
+    outputs, y = rng.standard_normal((4099, 3)).astype(np.float32), targets(rng)
+    total = loss.metric_sum(cpu_backend, cpu_backend.asarray(outputs), cpu_backend.asarray(y))
+    assert total.dtype == np.float64 and total.shape == ()
+
+
 def test_fit_reports_the_epoch_mae_as_the_row_weighted_mean_of_its_batches(rng):
     """10 rows in batches of 4, 4, 2 with lr so small that the weights stay put: the epoch's mae
     equals the mae of the start weights over all rows."""

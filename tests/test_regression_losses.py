@@ -102,22 +102,25 @@ def test_binary_crossentropy_takes_0_1_labels_of_any_number_type(rng):
 
 @pytest.mark.parametrize(
     "name, targets, error, message",
-    [
+    [  # whole messages ($): a hint appears only where it applies
         (
             "mse",
             np.zeros(6, np.int64),
             DTypeError,
-            "targets must hold float targets for MeanSquaredError; got dtype int64",
+            r"targets must hold float targets for MeanSquaredError; got dtype int64 "
+            r"\(integer class labels go with SparseCategoricalCrossentropy\)$",
         ),
-        ("mse", np.zeros((6, 2)), ShapeError, r"targets must have shape \(6, 1\), like the outputs; got \(6, 2\)"),
-        ("mse", np.zeros(6), ShapeError, r"got \(6,\) \(a column: reshape to \(6, 1\)\)"),
+        ("mse", np.zeros((6, 1), bool), DTypeError, "for MeanSquaredError; got dtype bool$"),
+        ("mse", np.zeros((6, 2)), ShapeError, r"targets must have shape \(6, 1\), like the outputs; got \(6, 2\)$"),
+        ("mse", np.zeros(6), ShapeError, r"got \(6,\) \(a column: reshape to \(6, 1\)\)$"),
+        ("mse", [[0.0], [0.0, 1.0]], DTypeError, "^targets must be an array of numbers; got list"),
         ("mse", np.array([[0.0]] * 5 + [[np.nan]]), DataError, "targets must be finite; got NaN or Inf"),
         ("bce", np.full((6, 1), 1.5), DataError, r"targets must hold values in \[0, 1\]; got values from 1.5 to 1.5"),
         (
             "bce",
             np.full((6, 1), "a"),
             DTypeError,
-            "targets must hold float targets for BinaryCrossentropy; got dtype <U1",
+            "targets must hold float targets for BinaryCrossentropy; got dtype <U1$",
         ),
         ("bce", np.zeros((6, 2)), ShapeError, r"targets must have shape \(6, 1\)"),
     ],
