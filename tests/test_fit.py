@@ -393,3 +393,12 @@ def test_a_real_divergence_overflows_silently_into_training_diverged(digits):
         warnings.simplefilter("ignore", nnx.UnscaledInputWarning)
         with pytest.raises(TrainingDiverged):
             small().fit(x * 1e6, y, loss=nnx.SparseCategoricalCrossentropy(), optimizer=nnx.SGD(1e12), epochs=2)
+
+
+def test_a_checked_step_leaves_the_model_in_inference_mode(rng):
+    model = nnx.Sequential(nnx.Dense(4, 8), nnx.Dropout(0.5), nnx.Dense(8, 2), backend="numpy", seed=0)
+    x, y = rng.standard_normal((6, 4)), rng.integers(0, 2, 6)
+    model.train_step(x, y, nnx.SparseCategoricalCrossentropy(), nnx.SGD(0.1))
+    assert not any(layer.training for layer in model.layers)
+    x = rng.standard_normal((5, 4))
+    np.testing.assert_array_equal(model.predict(x), model.predict(x))  # dropout is off

@@ -143,6 +143,15 @@ def test_bad_settings_raise_config_error_naming_them(make, message):
         make()
 
 
+def test_sgd_defaults_to_plain_descent_at_lr_0_01_and_keeps_no_state():
+    expected = {"lr": 0.01, "weight_decay": 0.0, "clip_norm": None, "momentum": 0.0, "nesterov": False}
+    assert nnx.SGD().config() == expected
+    model = nnx.Sequential(nnx.Dense(3, 2), backend="numpy", seed=0)
+    optimizer = nnx.SGD(0.1, weight_decay=0.01)  # the path through the update rule, not the folded gemm
+    model.train_step(np.ones((4, 3)), np.array([0, 1, 0, 1]), nnx.SparseCategoricalCrossentropy(), optimizer)
+    assert optimizer.state_arrays() == {}  # no velocity without momentum
+
+
 def test_adam_defaults_are_the_papers():
     assert nnx.Adam().config() == {
         "lr": 1e-3, "weight_decay": 0.0, "clip_norm": None, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
