@@ -402,3 +402,21 @@ def test_a_checked_step_leaves_the_model_in_inference_mode(rng):
     assert not any(layer.training for layer in model.layers)
     x = rng.standard_normal((5, 4))
     np.testing.assert_array_equal(model.predict(x), model.predict(x))  # dropout is off
+
+
+def test_a_step_on_a_nan_loss_is_refused_when_checked_and_taken_when_not(rng):
+    model = nnx.Sequential(nnx.Dense(4, 2), backend="numpy", dtype="float64", seed=0)
+    x, y = rng.standard_normal((6, 4)), rng.integers(0, 2, 6)
+    model.set_weights({"layers.0.W": np.full((4, 2), 1e308), "layers.0.b": np.zeros(2)})  # logits of ±inf
+    before = model.get_weights()
+    with (
+        np.errstate(all="ignore"),
+        pytest.raises(TrainingDiverged, match=r"^the loss is nan; the step was not applied \(lower the learning"),
+    ):
+        model.train_step(x, y, nnx.SparseCategoricalCrossentropy(), nnx.SGD(0.1))
+    for name, w in model.get_weights().items():
+        np.testing.assert_array_equal(w, before[name])
+    be = model.backend
+    with np.errstate(all="ignore"):
+        value, _ = nnx.train_step(model, be.asarray(x), be.asarray(y), nnx.SparseCategoricalCrossentropy(), nnx.SGD(1))
+    assert math.isnan(float(value))  # nnx.train_step is the unchecked step: the caller checks

@@ -379,3 +379,9 @@ def test_class_names_round_trip_through_a_model_file_and_bad_ones_are_refused(tm
     (tmp_path / "edited.safetensors").write_bytes(st_save(tensors, metadata={"nnx": json.dumps(meta)}))
     with pytest.raises(ModelFileError, match="edited.safetensors: metadata class_names must be None or 3 strings"):
         nnx.load(tmp_path / "edited.safetensors", backend="numpy")
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gradients_have_the_models_dtype(dtype):
+    model = nnx.Sequential(nnx.Dense(3, 4), nnx.ReLU(), nnx.Dense(4, 2), backend="numpy", dtype=dtype)
+    assert {g.dtype for _, _, g in model.named_parameters()} == {np.dtype(dtype)}
