@@ -189,3 +189,7 @@ def test_state_of_parameters_with_zero_gradient_never_becomes_denormal(backend, 
 )
 def test_only_plain_sgd_applies_gradients_left_as_products(make, folds):
     assert make().folds_products is folds
+
+
+def test_dropout_drops_half_by_default():
+    assert nnx.Dropout().config() == {"p": 0.5}
