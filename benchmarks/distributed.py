@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
         b = ranks[int(np.argsort(ratios)[len(ratios) // 2])]
         share = b["allreduce_ms"] / 1e3 / (b["epoch_s"] / b["steps"])
         lines.append(
-            f"| {name} | {joined(singles, 2)} | {joined([b_['epoch_s'] for b_ in ranks], 2)} "
+            f"| {name} | {joined(singles, 2)} | {joined([r['epoch_s'] for r in ranks], 2)} "
             f"| {joined(ratios, 3)} | {float(np.median(ratios)):.3f} "
             f"| {b['allreduce_ms']:.2f} ({b['buffer_mb']:.1f}) | {share:.1%} |"
         )
