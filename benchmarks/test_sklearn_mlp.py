@@ -20,8 +20,9 @@ def test_the_scikit_learn_comparison_runs_on_slices_of_the_digits():
     assert all(r["seconds"] > 0 and 0 <= r["accuracy"] <= 1 for r in rows)
     lines = fit_table(rows)
     assert len(lines) == 2 + 4 + 2 and "as fast" in lines[-1]
-    cv = digits_table(x[:150], y[:150])
+    cv = digits_table(x[:150], y[:150], 2)
     assert len(cv) == 4 and cv[2].startswith("| nnx |") and cv[3].startswith("| scikit-learn |")
+    assert "mean over random states 0–1" in cv[0] and all(row.count("|") == 6 for row in cv)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
