@@ -200,11 +200,13 @@ class Backend(ExtraKernels):
         xp.put(flat, index, picked)  # subtract onehot / N (raises on a label out of range)
         return loss
 
-    def sgd_matmul_update(self, param: Array, a: Array, b: Array, lr: float, scratch: Array) -> None:
-        """param -= lr * (a @ b), in place: a gradient descent step whose gradient is a product,
-        such as W ← W − lr·Xᵀ·dY. a: (M, K), b: (K, N), param and scratch: (M, N); ``scratch``
-        may be overwritten (here it receives a @ b)."""
+    def sgd_matmul_update(self, param: Array, a: Array, b: Array, lr: float, scratch: Array, keep: float = 1.0) -> None:
+        """param ← keep·param − lr·(a @ b), in place: a gradient descent step whose gradient is a
+        product, such as W ← W − lr·Xᵀ·dY (keep ≠ 1: a data-parallel rank's part of a step). a: (M, K),
+        b: (K, N), param and scratch: (M, N); ``scratch`` may be overwritten (here it receives a @ b)."""
         self.matmul(a, b, scratch)
+        if keep != 1.0:
+            param *= keep
         self.sgd_update(param, scratch, lr, scratch)
 
     def momentum_update(self, p: Array, g: Array, v: Array, step: MomentumStep, scratch: Array) -> None:

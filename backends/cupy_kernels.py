@@ -84,16 +84,16 @@ class CupyBackend(Backend):
     def sgd_update(self, param: Array, grad: Array, lr: float, scratch: Array) -> None:
         _sgd_update(grad, float(lr), param)
 
-    def sgd_matmul_update(self, param: Array, a: Array, b: Array, lr: float, scratch: Array) -> None:
-        """param -= lr * (a @ b) as one cuBLAS gemm (alpha = −lr, beta = 1) into param.
+    def sgd_matmul_update(self, param: Array, a: Array, b: Array, lr: float, scratch: Array, keep: float = 1.0) -> None:
+        """param ← keep·param − lr·(a @ b) as one cuBLAS gemm (alpha = −lr, beta = keep) into param.
         a: (M, K), b: (K, N), param: (M, N); the contract's two passes for layouts gemm cannot take."""
         m, k = a.shape
         if _gemm_ready(param, a, b) and b.shape[0] == k and param.shape == (m, b.shape[1]):
             # 'N', 'N': op(a) = a as it is; cupy.cublas.gemm itself maps C- and F-order to cuBLAS's
             # column-major operands, and writes a C- or F-contiguous out in place.
-            cupy.cublas.gemm("N", "N", a, b, out=param, alpha=-float(lr), beta=1.0)
+            cupy.cublas.gemm("N", "N", a, b, out=param, alpha=-float(lr), beta=float(keep))
             return
-        super().sgd_matmul_update(param, a, b, lr, scratch)
+        super().sgd_matmul_update(param, a, b, lr, scratch, keep)
 
     def momentum_update(self, p: Array, g: Array, v: Array, step: MomentumStep, scratch: Array) -> None:
         lr, momentum, nesterov, decay, flush = step

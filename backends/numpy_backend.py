@@ -116,11 +116,11 @@ class NumpyBackend(Backend):
         else:
             super().adam_update(p, g, m, v, step, scratch)
 
-    def sgd_matmul_update(self, param: Array, a: Array, b: Array, lr: float, scratch: Array) -> None:
-        # One gemm, param ← −lr·a·b + 1·param, where NumPy's BLAS was found (see backends.blas).
+    def sgd_matmul_update(self, param: Array, a: Array, b: Array, lr: float, scratch: Array, keep: float = 1.0) -> None:
+        # One gemm, param ← −lr·a·b + keep·param, where NumPy's BLAS was found (see backends.blas).
         gemm = self.gemm
-        if not (gemm and self.kernels.gemm(a, b, param, -lr, 1.0, gemm.address(param.dtype), gemm.ilp64)):
-            super().sgd_matmul_update(param, a, b, lr, scratch)
+        if not (gemm and self.kernels.gemm(a, b, param, -lr, keep, gemm.address(param.dtype), gemm.ilp64)):
+            super().sgd_matmul_update(param, a, b, lr, scratch, keep)
 
 
 NUMPY = NumpyBackend(COMPILED, find_gemm() if COMPILED is not None else None)

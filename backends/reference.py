@@ -56,8 +56,8 @@ def sgd_update(param: np.ndarray, grad: np.ndarray, lr: float) -> np.ndarray:
     return param - lr * grad
 
 
-def sgd_matmul_update(param: np.ndarray, a: np.ndarray, b: np.ndarray, lr: float) -> np.ndarray:
-    return param - lr * (a @ b)
+def sgd_matmul_update(param: np.ndarray, a: np.ndarray, b: np.ndarray, lr: float, keep: float = 1.0) -> np.ndarray:
+    return keep * param - lr * (a @ b)
 
 
 def momentum_update(

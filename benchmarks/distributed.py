@@ -6,7 +6,8 @@ thread each, the same global batch, side by side in one run.
 Two workloads on random data of Fashion-MNIST's size (60,000 × 784, 10 classes): the
 784-1024-1024-10 network with plain SGD at global batch 1024, and the default Fashion-MNIST recipe
 (784-512-512-10, dropout 0.2, AdamW, batch 128). For each: the epoch time (best of the runs) and
-the ranks' share of a step spent in the all-reduce (timed alone on the same flat buffer). The two
+the ranks' share of a step spent in the all-reduce (timed alone on a flat buffer of the same size),
+and what is all-reduced (the weights after partial steps for plain SGD, else the gradients). The two
 configurations alternate over several rounds (one, two, then two, one, ...) so that a slow spell of a
 shared machine falls on both; the median of the rounds' ratios is the result. The report, with the
 machine and the date, goes to benchmarks/results/.
@@ -72,6 +73,7 @@ def worker(epochs: int) -> None:
                 reduce_times.append(time.perf_counter() - start)
             entry["allreduce_ms"] = float(np.median(reduce_times)) * 1e3
             entry["buffer_mb"] = flat.nbytes / 1e6
+            entry["reduced"] = "weights" if optimizer.steps_add_up else "gradients"
         report[name] = entry
     if dp is None or dp.rank == 0:
         print(json.dumps(report))
@@ -119,8 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         ),
         "| workload | 1 process × 2 threads: epoch s, per round | 2 ranks × 1 thread: epoch s, per round "
         "| throughput ratio (2 ranks / 1), per round | median ratio | all-reduce per step, ms (buffer MB) "
-        "| all-reduce share of a step |",
-        "|---|---|---|---|---|---|---|",
+        "| all-reduce share of a step | all-reduced |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name in WORKLOADS:
         singles = [a[name]["epoch_s"] for a, _ in rounds]
@@ -131,7 +133,7 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(
             f"| {name} | {joined(singles, 2)} | {joined([r['epoch_s'] for r in ranks], 2)} "
             f"| {joined(ratios, 3)} | {float(np.median(ratios)):.3f} "
-            f"| {b['allreduce_ms']:.2f} ({b['buffer_mb']:.1f}) | {share:.1%} |"
+            f"| {b['allreduce_ms']:.2f} ({b['buffer_mb']:.1f}) | {share:.1%} | {b['reduced']} |"
         )
     write_report(lines, args.out, f"distributed-numpy-{info['date']}.md")
     return 0

@@ -6,11 +6,20 @@
 
 Every rank holds the whole data set and the same model. Each step, every rank draws the same
 global batch of ``batch_size`` rows from the same permutation, takes its contiguous share (shares
-differ by at most one row), and computes its mean gradient g_r over its n_r rows. One all-reduce
-over one flat buffer (every parameter's gradient is a view of it, plus three slots for the loss,
-the correct count and a stop flag) gives Σ_r (n_r/N)·g_r, the mean over the global batch, on
-every rank; then every rank takes the same optimizer step, so the weights stay identical (a
-checksum compares them every epoch). A rank with no rows in a batch contributes zeros.
+differ by at most one row), and computes its gradient g_r over its n_r rows, weighted by its share
+of the batch: the gradient of the loss is scaled by n_r/N, so that Σ_r g_r is the mean gradient
+over the global batch. A rank with no rows in a batch contributes zeros. Then one all-reduce over
+one flat buffer, whose last three slots carry the loss, the metric's sum and a stop flag:
+
+- ``GradientAllReduce`` (any optimizer): every parameter's gradient is a view of the buffer; the
+  sum Σ_r g_r reaches every rank, and every rank takes the same optimizer step.
+- ``WeightAllReduce`` (where the optimizer's steps add up: plain SGD): every parameter is a view of
+  the buffer; each rank takes its part of the step, p ← p/R − lr·g_r (one gemm per Dense weight,
+  with no gradient written, as one process does), and the sum over the ranks is p − lr·Σ_r g_r,
+  the same step, on every rank. The bytes moved are the same; the pass that writes the gradients
+  and the pass that reads them back are saved.
+
+Either way the weights stay identical across ranks; a checksum compares them every epoch.
 """
 
 from __future__ import annotations
@@ -103,9 +112,12 @@ class DataParallel:
                 f"the ranks' weights differ: checksums from {low!r} to {high!r} (rank {self.rank}: {total!r})"
             )
 
-    def synchronizer(self, model: Any) -> GradientAllReduce:
-        """The step of ``fit`` on this rank: ``model``'s gradients move into one flat buffer."""
-        return GradientAllReduce(self, model.gradient_buffer(spare=EXTRA_SLOTS))
+    def synchronizer(self, model: Any, optimizer: Any) -> GradientAllReduce:
+        """The step of ``fit`` on this rank: WeightAllReduce where ``optimizer``'s steps add up,
+        else GradientAllReduce; the buffer that it all-reduces is made here (see the module)."""
+        if optimizer.steps_add_up:
+            return WeightAllReduce(self, model.parameter_buffer(spare=EXTRA_SLOTS), optimizer)
+        return GradientAllReduce(self, model.gradient_buffer(spare=EXTRA_SLOTS), optimizer)
 
     def abort(self, code: int = 1) -> None:
         """End every rank of the job now (after an error on this one)."""
@@ -113,12 +125,12 @@ class DataParallel:
 
 
 class GradientAllReduce:
-    """Data parallelism's step: the gradient hook that scales this rank's gradients by its share of
-    the global batch, writes its loss, metric sum (the correct count) and Ctrl-C flag into the flat buffer's last
-    slots, and all-reduces the buffer once; then every rank takes the same optimizer step."""
+    """Data parallelism's step (the ``update`` of nnx.training.train_step): this rank's weighted
+    gradients, loss, metric sum (the correct count) and Ctrl-C flag go into the flat buffer, which
+    is all-reduced once; then every rank takes the same optimizer step."""
 
-    def __init__(self, dp: DataParallel, flat: Array) -> None:
-        self.dp, self.flat = dp, flat
+    def __init__(self, dp: DataParallel, flat: Array, optimizer: Any) -> None:
+        self.dp, self.flat, self.optimizer = dp, flat, optimizer
         self.weight, self.check, self.stop = 1.0, True, False
         self.noted: tuple[Any, ...] | None = None  # (loss value, outputs, targets, loss) of this rank's rows
         self._losses: dict[int, Loss] = {}
@@ -132,32 +144,56 @@ class GradientAllReduce:
 
         self.weight, self.check, self.stop, self.noted = x.shape[0] / rows, check, stop, None
         noting = self._losses.get(id(loss)) or self._losses.setdefault(id(loss), _Noting(loss, self))
-        train_step(model, x, y, noting, optimizer, hooks=(self,))
+        train_step(model, x, y, noting, optimizer, update=self)
         extra = self.flat[-EXTRA_SLOTS:]
         stopped = check and float(extra[2]) > 0  # read where the loss is checked: the same steps on every rank
         return extra[0], extra[1], stopped
 
     def __call__(self, model: Any) -> None:
-        be, flat = model.backend, self.flat
-        grads, extra = flat[:-EXTRA_SLOTS], flat[-EXTRA_SLOTS:]
+        from nnx.training import apply_update
+
         if self.noted is None:  # no rows here in this batch: nothing to add
-            grads[...] = 0
-            extra[:2] = 0
+            self.flat[:-EXTRA_SLOTS] = 0
         else:
             for _ in model.named_parameters():  # every gradient computed, into its view of the buffer
                 pass
-            grads *= self.weight
+        self._all_reduce(model)
+        apply_update(model, self.optimizer)
+
+    def _all_reduce(self, model: Any) -> None:
+        """Write this rank's numbers into the buffer's last slots, sum the buffer over the ranks, and
+        raise TrainingDiverged on every rank if the summed loss is NaN or Inf (where checked)."""
+        be, extra = model.backend, self.flat[-EXTRA_SLOTS:]
+        if self.noted is None:
+            extra[:2] = 0
+        else:
             value, outputs, targets, loss = self.noted
             extra[0] = value * self.weight
             extra[1] = loss.metric_sum(be, outputs, targets) if loss.metric else 0
         extra[2] = 1.0 if self.stop else 0.0
-        self.dp.allreduce(flat, be)
+        self.dp.allreduce(self.flat, be)
         if self.check and not math.isfinite(float(extra[0])):
             raise TrainingDiverged(f"the loss summed over {self.dp.size} ranks is {float(extra[0])}")
 
 
+class WeightAllReduce(GradientAllReduce):
+    """Data parallelism's step where the optimizer's steps add up: each rank takes its part of the
+    step, p ← p/R − lr·g_r, on the weights that live in the flat buffer, which is then all-reduced
+    once: every rank holds p − lr·Σ_r g_r."""
+
+    def __call__(self, model: Any) -> None:
+        keep = 1.0 / self.dp.size
+        if self.noted is None:  # no rows here in this batch: only the weights' part, p/R
+            self.flat[:-EXTRA_SLOTS] *= keep
+            self.optimizer.t += 1  # the same step count on every rank
+        else:
+            self.optimizer.step(model, keep=keep)
+        self._all_reduce(model)
+
+
 class _Noting(Loss):
-    """A loss that notes its value, outputs and targets for the all-reduce that follows."""
+    """A loss that notes its value, outputs and targets for the all-reduce that follows, and
+    weights its gradient by this rank's share of the global batch."""
 
     def __init__(self, loss: Loss, sync: GradientAllReduce) -> None:
         super().__init__()
@@ -167,4 +203,6 @@ class _Noting(Loss):
     def compute(self, backend: Any, outputs: Array, targets: Array) -> tuple[Array, Array]:
         value, grad = self.loss.compute(backend, outputs, targets)
         self.sync.noted = (value, outputs, targets, self.loss)
+        if self.sync.weight != 1.0:  # every gradient is linear in this one: all carry the rank's share
+            grad *= self.sync.weight
         return value, grad

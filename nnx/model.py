@@ -151,6 +151,21 @@ class Sequential:
             offset += size
         return flat
 
+    def parameter_buffer(self, spare: int = 0) -> Array:
+        """A new flat array that holds every parameter as a view, in the order of ``parameters()``,
+        and ``spare`` more entries (zeros) at its end; the layers keep their parameters there from
+        now on (the values are copied in). (N,) of the model's dtype."""
+        shapes = [(layer, k, p) for _, layer in self.named_layers() for k, p in layer.params.items()]
+        flat = self.backend.zeros((sum(int(p.size) for *_, p in shapes) + spare,), self.dtype)
+        offset = 0
+        for layer, key, p in shapes:
+            view = flat[offset : offset + p.size].reshape(p.shape)
+            self.backend.copy_into(view, p)
+            layer.params[key] = view
+            offset += p.size
+        self.build_id = next(_BUILDS)  # new parameter arrays: optimizers look them up again
+        return flat
+
     def count_params(self) -> int:
         """The number of trainable numbers."""
         return sum(int(p.size) for p in self.parameters())

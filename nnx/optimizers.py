@@ -9,7 +9,9 @@ GPU), so that on the CPU the pieces stay in the L2 cache across the kernels' pas
 
 Plain SGD (no momentum, no weight decay) also takes a gradient that backward left as a product
 a·b (``Layer.grad_factors``: a Dense weight's xᵀ·dy) as one gemm, p ← p − lr·a·b, without
-writing the gradient: the only place where that decision is made is ``folds_products``.
+writing the gradient: the only place where that decision is made is ``folds_products``. Its
+steps add up (``steps_add_up``): data-parallel ranks each take a part of the step,
+p ← p/R − lr·g_r, with the same gemm, and sum the weights (nnx.distributed).
 
 ``lr`` is the current learning rate; a schedule in ``fit`` sets it every step from ``base_lr``.
 Weight decay is decoupled (Loshchilov & Hutter): p ← p·(1 − lr·wd).
@@ -85,17 +87,28 @@ class Optimizer:
         """Whether a gradient left as a product a·b is applied as p ← p − lr·a·b in one gemm."""
         return False
 
-    def step(self, model: Any) -> None:
-        """Apply one update to every parameter of ``model`` from its gradient."""
+    @property
+    def steps_add_up(self) -> bool:
+        """Whether the update is linear in the gradient and in the weights, so that partial steps
+        p ← p/R − lr·g_r taken by R data-parallel ranks sum to the step from Σ_r g_r (``step``'s
+        ``keep``): plain SGD without clipping or weight averaging."""
+        return False
+
+    def step(self, model: Any, keep: float = 1.0) -> None:
+        """Apply one update to every parameter of ``model`` from its gradient. ``keep`` scales the
+        weights first, p ← keep·p − (the update): a data-parallel rank's part of a step, allowed
+        only where ``steps_add_up``."""
+        if keep != 1.0 and not self.steps_add_up:
+            raise ConfigError(f"{type(self).__name__} with these settings cannot take a partial step (keep={keep!r})")
         self.t += 1
         backend = model.backend
         fold = self.folds_products
-        decay = 1.0 - self.lr * self.weight_decay
+        decay = (1.0 - self.lr * self.weight_decay) * keep
         for layer, entries in self._parameters_of(model):
             factors = layer.grad_factors() if fold else {}
             for key, name, p, p_rows, scratch, scratch_rows in entries:
-                if key in factors:  # p ← p − lr·a·b; a bias (M,) is updated as a (1, M) row
-                    backend.sgd_matmul_update(p_rows, *factors[key], self.lr, scratch_rows)
+                if key in factors:  # p ← decay·p − lr·a·b; a bias (M,) is updated as a (1, M) row
+                    backend.sgd_matmul_update(p_rows, *factors[key], self.lr, scratch_rows, decay)
                 else:
                     self._update_in_chunks(backend, layer.grads[key], name, p, scratch, decay)
                 if self.ema is not None:
@@ -212,6 +225,10 @@ class SGD(Optimizer):
     @property
     def folds_products(self) -> bool:
         return not self.momentum and not self.weight_decay
+
+    @property
+    def steps_add_up(self) -> bool:
+        return not self.momentum and not self.gradient_hooks and self.ema is None
 
     def update(
         self, backend: Backend, p: Array, g: Array, slots: dict[str, Array], scratch: Array, decay: float

@@ -3,7 +3,10 @@
 One training step, written once (``train_step``) and used by ``Sequential.train_step``, ``fit``
 and the benchmarks:
 
-    forward → loss → backward → optimizer.gradient_hooks (clipping; all-reduce) → optimizer.step
+    forward → loss → backward → optimizer.gradient_hooks (clipping) → optimizer.step
+
+In data-parallel training, nnx.distributed adds one all-reduce: of the gradients before the hooks,
+or, where the optimizer's steps add up (plain SGD), of the weights after each rank's partial step.
 
 Nothing returns to the host until the loss is read: every step on the CPU, where that is free;
 every ``check_every`` steps on a GPU.
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -43,26 +47,34 @@ def train_step(
     loss: Loss,
     optimizer: Optimizer,
     check_finite: bool = False,
-    hooks: tuple[Any, ...] = (),
+    update: Callable[[Sequential], None] | None = None,
 ) -> tuple[Array | None, Array | None]:
     """One training step on device arrays, unchecked: (the mean loss as a 0-d array, the outputs).
 
     With ``check_finite``, a NaN or Inf loss raises TrainingDiverged before anything is updated.
-    ``hooks`` run on the gradients before the optimizer's own (data parallelism's all-reduce);
-    with them, x may have no rows (a rank's share of a small batch): (None, None), and the hooks
-    provide the gradients.
+    ``update`` replaces ``apply_update(model, optimizer)`` after backward (data parallelism's
+    all-reduce and step); with it, x may have no rows (a rank's share of a small batch):
+    (None, None), and ``update`` provides this rank's part.
     """
     value = outputs = None
-    if x.shape[0] or not hooks:
+    if x.shape[0] or update is None:
         outputs = model.forward(x, logits=loss.takes_logits)
         value, grad = loss.compute(model.backend, outputs, y)
         if check_finite and not math.isfinite(float(value)):
             raise TrainingDiverged(f"the loss is {float(value)}; the step was not applied (lower the learning rate?)")
         model.backward(grad)
-    for hook in (*hooks, *optimizer.gradient_hooks):
+    if update is None:
+        apply_update(model, optimizer)
+    else:
+        update(model)
+    return value, outputs
+
+
+def apply_update(model: Sequential, optimizer: Optimizer) -> None:
+    """The optimizer's gradient hooks (clipping), then its step."""
+    for hook in optimizer.gradient_hooks:
         hook(model)
     optimizer.step(model)
-    return value, outputs
 
 
 def checked_step(model: Sequential, x: Any, y: Any, loss: Loss, optimizer: Optimizer) -> float:
@@ -90,7 +102,7 @@ class _Plan:
     shuffle: bool
     callbacks: list[Callback]
     check_every: int
-    sync: Any = None  # data parallelism's GradientAllReduce, or None
+    sync: Any = None  # data parallelism's GradientAllReduce or WeightAllReduce, or None
     batches: BufferCache = field(default_factory=BufferCache)
 
 
@@ -153,7 +165,7 @@ def fit(
     default_every = 1 if model.backend.host_reads_are_free else 50
     every = check_positive_int(default_every if check_every is None else check_every, "check_every")
     n = xd.shape[0]
-    sync = distributed.synchronizer(model) if distributed is not None else None
+    sync = distributed.synchronizer(model, optimizer) if distributed is not None else None
     plan = _Plan(loss, optimizer, schedule or Schedule(), epochs, batch_size, math.ceil(n / batch_size), shuffle,
                  list(callbacks), every, sync)  # fmt: skip
     history = History()

@@ -12,12 +12,19 @@ import numpy as np
 import nnx
 from nnx.distributed import DataParallel
 
+OPTIMIZERS = {  # plain SGD: the ranks sum their partial steps (WeightAllReduce); momentum: their gradients
+    "sgd": lambda: nnx.SGD(0.1),
+    "momentum": lambda: nnx.SGD(0.05, momentum=0.9),
+}
 
-def digits_run(dp, batch_size: int, epochs: int = 3, out: Path | None = None, backend: str = "numpy", **fit_kwargs):
+
+def digits_run(dp, batch_size: int, epochs: int = 3, out: Path | None = None, backend: str = "numpy",
+               optimizer: str = "sgd", **fit_kwargs):  # fmt: skip
     (x, y), (xt, yt) = nnx.datasets.load_digits()
     model = nnx.Sequential(nnx.Dense(64, 32), nnx.ReLU(), nnx.Dense(32, 10), backend=backend, dtype="float64", seed=0)
-    history = model.fit(x, y, loss=nnx.SparseCategoricalCrossentropy(), optimizer=nnx.SGD(0.1), epochs=epochs,
-                        batch_size=batch_size, validation_data=(xt, yt), distributed=dp, **fit_kwargs)  # fmt: skip
+    history = model.fit(x, y, loss=nnx.SparseCategoricalCrossentropy(), optimizer=OPTIMIZERS[optimizer](),
+                        epochs=epochs, batch_size=batch_size, validation_data=(xt, yt), distributed=dp,
+                        **fit_kwargs)  # fmt: skip
     if out is not None:
         np.savez(out, **model.get_weights(), loss=history.loss, accuracy=history.accuracy, val_loss=history.val_loss,
                  val_accuracy=history.val_accuracy)  # fmt: skip
@@ -27,8 +34,9 @@ def digits_run(dp, batch_size: int, epochs: int = 3, out: Path | None = None, ba
 def main(job: str, out: str) -> None:
     dp = DataParallel()
     target = Path(out) / f"{job}-{dp.size}-rank{dp.rank}.npz"
-    if job.startswith("equal-"):  # equal-<batch>: the weights and the global numbers of every rank
-        digits_run(dp, int(job.split("-")[1]), out=target)
+    if job.startswith("equal-"):  # equal-<batch>-<optimizer>: the weights and the global numbers of every rank
+        _, batch, optimizer = job.split("-")
+        digits_run(dp, int(batch), out=target, optimizer=optimizer)
     elif job == "fail":  # rank 1 fails in epoch 2: the whole job must end
 
         class Fail(nnx.Callback):
@@ -63,7 +71,7 @@ def main(job: str, out: str) -> None:
             digits_run(dp, 64, callbacks=[ctrl_c])
         except nnx.errors.TrainingInterrupted as exc:
             np.savez(target, **ctrl_c.model.get_weights(), epochs=len(exc.history.loss), message=str(exc))
-    elif job == "drift":  # rank 1's weights are changed behind the all-reduce's back
+    elif job == "drift":  # rank 1's weights are changed behind the gradients' all-reduce's back
 
         class Drift(nnx.Callback):
             def on_train_begin(self, model, epochs, n):
@@ -74,7 +82,7 @@ def main(job: str, out: str) -> None:
                     next(self.model.parameters())[0, 0] += 1.0
 
         try:
-            digits_run(dp, 64, callbacks=[Drift()])
+            digits_run(dp, 64, callbacks=[Drift()], optimizer="momentum")
         except nnx.distributed.WeightsDiverged as exc:
             Path(out, f"drift-rank{dp.rank}.txt").write_text(str(exc))
     elif job == "diverge":  # a NaN loss on rank 0 alone: every rank raises TrainingDiverged at the same step

@@ -125,11 +125,12 @@ def test_numpy_backend_falls_back_to_the_contract_where_blas_declines(rng):
     """A strided operand takes the generic path (matmul into scratch, then the update): same result."""
     a = rng.standard_normal((5, 12)).astype(np.float32)[:, ::3]
     b, p = rng.standard_normal((4, 3)).astype(np.float32), rng.standard_normal((5, 3)).astype(np.float32)
-    folded, generic = p.copy(), p.copy()
-    NUMPY.sgd_matmul_update(folded, a, b, 0.1, np.empty_like(p))
-    Backend.sgd_matmul_update(NUMPY, generic, a, b, 0.1, np.empty_like(p))
-    np.testing.assert_allclose(folded, p - 0.1 * (a @ b), rtol=1e-6, atol=1e-6)
-    np.testing.assert_array_equal(folded, generic)
+    for keep in (1.0, 0.5):
+        folded, generic = p.copy(), p.copy()
+        NUMPY.sgd_matmul_update(folded, a, b, 0.1, np.empty_like(p), keep)
+        Backend.sgd_matmul_update(NUMPY, generic, a, b, 0.1, np.empty_like(p), keep)
+        np.testing.assert_allclose(folded, keep * p - 0.1 * (a @ b), rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(folded, generic)
 
 
 def test_numpy_s_own_blas_comes_first_when_another_is_loaded_too():

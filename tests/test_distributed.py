@@ -31,21 +31,23 @@ def mpirun(ranks: int, *args: str, timeout: float = 120) -> subprocess.Completed
     )
 
 
-def single_process(batch_size: int):
+def single_process(batch_size: int, optimizer: str = "sgd"):
     from tests.mpi_jobs import digits_run
 
-    return digits_run(None, batch_size)
+    return digits_run(None, batch_size, optimizer=optimizer)
 
 
 @pytest.mark.parametrize(
     "batch_size",
     [64, 65, 479],  # shares 32/32; 33/32 (uneven); and an epoch whose last batch of 1 row leaves a rank empty
 )
-def test_two_ranks_reproduce_one_process_and_report_the_global_numbers(tmp_path, batch_size):
-    result = mpirun(2, sys.executable, "-m", "tests.mpi_jobs", f"equal-{batch_size}", str(tmp_path))
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum"])  # the weights all-reduced; the gradients
+def test_two_ranks_reproduce_one_process_and_report_the_global_numbers(tmp_path, batch_size, optimizer):
+    job = f"equal-{batch_size}-{optimizer}"
+    result = mpirun(2, sys.executable, "-m", "tests.mpi_jobs", job, str(tmp_path))
     assert result.returncode == 0, result.stderr
-    model, history = single_process(batch_size)
-    ranks = [np.load(tmp_path / f"equal-{batch_size}-2-rank{r}.npz") for r in (0, 1)]
+    model, history = single_process(batch_size, optimizer)
+    ranks = [np.load(tmp_path / f"{job}-2-rank{r}.npz") for r in (0, 1)]
     for name, w in model.get_weights().items():
         np.testing.assert_allclose(ranks[0][name], w, rtol=1e-9, atol=1e-12)
         np.testing.assert_array_equal(ranks[1][name], ranks[0][name])  # identical on every rank

@@ -82,7 +82,8 @@ def test_the_loss_launch_refuses_arguments_that_would_corrupt_memory(gpu):
 @pytest.mark.parametrize("param_order", ["C", "F"])
 def test_the_sgd_matmul_step_matches_the_product_in_every_layout(gpu, dtype, param_order):
     """C@C, a transposed (F-ordered) a as in W ← W − lr·xᵀ·dy, a transposed b, and a strided view
-    that cuBLAS cannot take (the contract's two passes then)."""
+    that cuBLAS cannot take (the contract's two passes then); keep = ½, a data-parallel rank's part
+    of a step (beta in the gemm)."""
     import cupy
 
     rng = np.random.default_rng(3)
@@ -98,8 +99,8 @@ def test_the_sgd_matmul_step_matches_the_product_in_every_layout(gpu, dtype, par
     for name, (lhs, rhs) in layouts.items():
         start = rng.standard_normal((33, 17)).astype(dtype)
         param = cupy.asarray(np.asarray(start, order=param_order))
-        gpu.sgd_matmul_update(param, lhs, rhs, 0.01, gpu.empty((33, 17), dtype))
-        expected = start - 0.01 * (lhs.get().astype(np.float64) @ rhs.get().astype(np.float64))
+        gpu.sgd_matmul_update(param, lhs, rhs, 0.01, gpu.empty((33, 17), dtype), 0.5)
+        expected = 0.5 * start - 0.01 * (lhs.get().astype(np.float64) @ rhs.get().astype(np.float64))
         np.testing.assert_allclose(param.get(), expected, rtol=rtol, atol=rtol, err_msg=name)
 
 

@@ -101,15 +101,16 @@ def _(be, rng, dtype):
 
 @case("SGD update as a product")
 def _(be, rng, dtype):
-    """param -= lr·a·b, with a as a transposed view (as Dense passes xᵀ) and as a plain array."""
+    """param ← keep·param − lr·a·b, with a as a transposed view (as Dense passes xᵀ) and as a plain
+    array; keep = 1 (a step) and 1/3 (a data-parallel rank's part of one)."""
     out = []
-    for what, transposed in (("aᵀ view", True), ("a", False)):
+    for what, transposed, keep in (("aᵀ view", True, 1.0), ("a", False, 1.0), ("a, keep 1/3", False, 1 / 3)):
         a = rng.standard_normal((7, 5)).astype(dtype)
         a = np.ascontiguousarray(a.T).T if transposed else a  # same values, column-major memory
         b, p = rng.standard_normal((5, 3)).astype(dtype), rng.standard_normal((7, 3)).astype(dtype)
         pd = be.asarray(p.copy())
-        be.sgd_matmul_update(pd, be.asarray(a), be.asarray(b), 0.3, be.empty(p.shape, dtype))
-        out.append((what, pd, reference.sgd_matmul_update(*f64(p, a, b), 0.3)))
+        be.sgd_matmul_update(pd, be.asarray(a), be.asarray(b), 0.3, be.empty(p.shape, dtype), keep)
+        out.append((what, pd, reference.sgd_matmul_update(*f64(p, a, b), 0.3, keep)))
     return out
 
 

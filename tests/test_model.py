@@ -385,3 +385,20 @@ def test_class_names_round_trip_through_a_model_file_and_bad_ones_are_refused(tm
 def test_gradients_have_the_models_dtype(dtype):
     model = nnx.Sequential(nnx.Dense(3, 4), nnx.ReLU(), nnx.Dense(4, 2), backend="numpy", dtype=dtype)
     assert {g.dtype for _, _, g in model.named_parameters()} == {np.dtype(dtype)}
+
+
+def test_the_parameter_buffer_holds_every_weight_as_a_view_and_the_optimizer_follows(rng):
+    model, optimizer, loss = mlp(dtype="float64"), nnx.SGD(0.1), nnx.SparseCategoricalCrossentropy()
+    x, y = rng.standard_normal((16, 64)), rng.integers(0, 10, 16)
+    model.train_step(x, y, loss, optimizer)  # the optimizer has looked the old arrays up
+    before = model.get_weights()
+    flat = model.parameter_buffer(spare=3)
+    assert flat.shape == (model.count_params() + 3,) and flat.dtype == np.float64
+    np.testing.assert_array_equal(flat[:-3], np.concatenate([w.ravel() for w in before.values()]))
+    assert not flat[-3:].any()
+    flat[:-3] *= 2  # the parameters are views of the buffer
+    for name, w in model.get_weights().items():
+        np.testing.assert_array_equal(w, 2 * before[name])
+    model.train_step(x, y, loss, optimizer)
+    np.testing.assert_array_equal(flat[:-3], np.concatenate([w.ravel() for w in model.get_weights().values()]))
+    assert not np.array_equal(flat[:-3], 2 * np.concatenate([w.ravel() for w in before.values()]))

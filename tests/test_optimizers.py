@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 import nnx
+from backends import get_backend
 from nnx.errors import ConfigError
 
 
@@ -193,3 +194,56 @@ def test_only_plain_sgd_applies_gradients_left_as_products(make, folds):
 
 def test_dropout_drops_half_by_default():
     assert nnx.Dropout().config() == {"p": 0.5}
+
+
+@pytest.mark.parametrize(
+    "make, adds_up",
+    [
+        (lambda: nnx.SGD(0.1), True),
+        (lambda: nnx.SGD(0.1, weight_decay=0.01), True),
+        (lambda: nnx.SGD(0.1, momentum=0.9), False),
+        (lambda: nnx.SGD(0.1, clip_norm=1.0), False),
+        (lambda: nnx.SGD(0.1, ema=0.9), False),
+        (lambda: nnx.Adam(1e-3), False),
+    ],
+    ids=["plain", "weight decay", "momentum", "clipping", "ema", "adam"],
+)
+def test_only_plain_sgd_takes_partial_steps(make, adds_up):
+    optimizer = make()
+    assert optimizer.steps_add_up is adds_up
+    if not adds_up:
+        model = OneParam(get_backend("numpy"), np.ones(3), np.ones(3))
+        with pytest.raises(ConfigError, match=r"cannot take a partial step \(keep=0.5\)"):
+            optimizer.step(model, keep=0.5)
+        assert optimizer.t == 0 and np.array_equal(model.p, np.ones(3))
+
+
+class HalfWeighted(nnx.SparseCategoricalCrossentropy):
+    """The loss of half of a batch, its gradient weighted by ½ (a rank's share, as nnx.distributed does)."""
+
+    def compute(self, backend, outputs, targets):
+        value, grad = super().compute(backend, outputs, targets)
+        grad *= 0.5
+        return value, grad
+
+
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
+def test_partial_steps_on_two_halves_of_a_batch_sum_to_the_step_on_the_whole(rng, weight_decay):
+    """What data-parallel ranks do with plain SGD: p/2 − lr·½g_a and p/2 − lr·½g_b sum to
+    p − lr·g, g the mean gradient of the whole batch: through Dense's gemm (no weight decay) and
+    through the gradients themselves (weight decay; LayerNorm's parameters in either case)."""
+
+    def model():
+        layers = [nnx.Dense(5, 8), nnx.LayerNorm(8), nnx.ReLU(), nnx.Dense(8, 3)]
+        return nnx.Sequential(*layers, backend="numpy", dtype="float64", seed=1)
+
+    x, y = rng.standard_normal((10, 5)), rng.integers(0, 3, 10)
+    whole = model()
+    nnx.train_step(whole, x, y, nnx.SparseCategoricalCrossentropy(), nnx.SGD(0.2, weight_decay=weight_decay))
+    halves = []
+    for rows in (slice(0, 5), slice(5, 10)):
+        part, optimizer = model(), nnx.SGD(0.2, weight_decay=weight_decay)
+        nnx.train_step(part, x[rows], y[rows], HalfWeighted(), optimizer, update=lambda m, o=optimizer: o.step(m, 0.5))
+        halves.append(part.get_weights())
+    for name, w in whole.get_weights().items():
+        np.testing.assert_allclose(halves[0][name] + halves[1][name], w, rtol=1e-12, atol=1e-14, err_msg=name)
