@@ -22,7 +22,7 @@ import nnx  # the package's names load on first use: this costs no NumPy import
 from nnx.cli_export import cmd_export
 from nnx.cli_train import _Interrupted, cmd_train
 from nnx.cli_use import cmd_evaluate, cmd_info, cmd_predict
-from nnx.ctrl_c import CtrlC, raise_if_interrupted
+from nnx.ctrl_c import CtrlC, forget_escaped_interrupt, raise_if_interrupted
 
 # ---- the parser and main ----------------------------------------------------------------------------
 
@@ -168,11 +168,13 @@ def main(argv: list[str] | None = None) -> int:
         raise KeyboardInterrupt  # noted, though something on the way swallowed it
     except _Interrupted as exc:
         print(f"nnx: {exc}", file=sys.stderr)
+        forget_escaped_interrupt()
         return 130
     except BaseException as exc:  # a Ctrl-C in disguise (see CtrlC), or a real error
         if not isinstance(exc, KeyboardInterrupt) and not ctrl_c.received:
             raise
         print("nnx: interrupted", file=sys.stderr)  # while starting, loading, evaluating or saving
+        forget_escaped_interrupt()
         return 130
     finally:
         if previous is not None:

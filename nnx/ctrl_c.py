@@ -29,6 +29,17 @@ def raise_if_interrupted() -> None:
         raise KeyboardInterrupt
 
 
+def forget_escaped_interrupt() -> None:
+    """Let the process end with the status that the command returns after a Ctrl-C (130).
+
+    CPython notes a KeyboardInterrupt that escapes exec() or eval() of a string, even one caught
+    later, and then ends the process by SIGINT at exit instead (a shell shows 130 either way; a
+    parent process sees -2). dataclasses and namedtuple build their methods that way, so a Ctrl-C
+    while such a module is imported does it. Each exec() of a string starts by clearing the note.
+    """
+    exec("")
+
+
 class StopOnInterrupt(contextlib.AbstractContextManager):
     """While active (in the main thread), Ctrl-C sets ``requested`` instead of raising mid-step."""
 
