@@ -1,10 +1,11 @@
 """Optimizers: SGD (with momentum, Nesterov and decoupled weight decay) and Adam / AdamW.
 
 The optimizer owns the update. One training step (nnx.training.train_step) runs forward, the
-loss, backward, then the optimizer's ``gradient_hooks`` (gradient clipping; an all-reduce in
-data-parallel training) and ``step``. ``step`` reads each parameter's gradient from its layer
-and hands the update rule (``sgd_update``, ``momentum_update``, ``adam_update``: backend
-kernels) the parameter in pieces of ``backend.update_chunk`` elements (the whole array on a
+loss, backward, then the optimizer's ``gradient_hooks`` (gradient clipping) and ``step`` (in
+data-parallel training, nnx.distributed's all-reduce comes before them or after the step).
+``step`` reads each parameter's gradient from its layer and hands the update rule
+(``sgd_update``, ``momentum_update``, ``adam_update``: backend kernels) the parameter in pieces
+of ``backend.update_chunk`` elements (the whole array on a
 GPU), so that on the CPU the pieces stay in the L2 cache across the kernels' passes.
 
 Plain SGD (no momentum, no weight decay) also takes a gradient that backward left as a product
