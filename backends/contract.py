@@ -70,6 +70,7 @@ class MomentumStep(NamedTuple):
     nesterov: bool
     decay: float  # decoupled weight decay: p is scaled by this first (1.0 without)
     flush: bool  # flush tiny state to zero in this step
+    l2: float = 0.0  # an L2 penalty's coefficient: the step takes the gradient g + l2·p
 
 
 class AdamStep(NamedTuple):
@@ -81,6 +82,7 @@ class AdamStep(NamedTuple):
     eps: float
     decay: float  # decoupled weight decay: p is scaled by this first (1.0 without)
     flush: bool  # flush tiny state to zero in this step
+    l2: float = 0.0  # an L2 penalty's coefficient: the step takes the gradient g + l2·p
 
 
 class Backend(ExtraKernels):
@@ -212,7 +214,9 @@ class Backend(ExtraKernels):
     def momentum_update(self, p: Array, g: Array, v: Array, step: MomentumStep, scratch: Array) -> None:
         """SGD with momentum, in place: p ← p·decay, v ← μ·v + g, then p ← p − lr·v, or with
         Nesterov p ← p − lr·(g + μ·v). With ``step.flush``, entries of v below ~5e-26 become 0
-        first (see flush_tiny). All arrays 1-D and alike; ``scratch`` may be overwritten."""
+        first (see flush_tiny). With ``step.l2``, g + l2·p (of p before the step) stands for g, and
+        g may be overwritten with it. All arrays 1-D and alike; ``scratch`` may be overwritten."""
+        g = self._with_penalty(p, g, step.l2, scratch)
         if step.decay != 1.0:
             p *= step.decay
         v *= step.momentum
@@ -226,12 +230,21 @@ class Backend(ExtraKernels):
         scratch += g
         self.sgd_update(p, scratch, step.lr, scratch)
 
+    def _with_penalty(self, p: Array, g: Array, l2: float, scratch: Array) -> Array:
+        """g + l2·p, written into g (as the compiled kernels compute it, element by element); g itself when l2 = 0."""
+        if l2:
+            self.xp.multiply(p, l2, out=scratch)
+            g += scratch
+        return g
+
     def adam_update(self, p: Array, g: Array, m: Array, v: Array, step: AdamStep, scratch: Array) -> None:
         """One Adam step, in place, with the bias correction folded into lr and eps by the caller:
         p ← p·decay; m ← β1·m + (1 − β1)·g; v ← β2·v + (1 − β2)·g²; p ← p − lr·m/(√v + eps).
         With ``step.flush``, entries of m and v below ~5e-26 become 0 before the step (see
-        flush_tiny). All arrays 1-D and alike; ``scratch`` may be overwritten."""
+        flush_tiny). With ``step.l2``, g + l2·p (of p before the step) stands for g, and g may be
+        overwritten with it. All arrays 1-D and alike; ``scratch`` may be overwritten."""
         xp, tmp = self.xp, scratch
+        g = self._with_penalty(p, g, step.l2, scratch)
         if step.decay != 1.0:
             p *= step.decay
         m *= step.beta1

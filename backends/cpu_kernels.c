@@ -5,8 +5,8 @@
  *   bias_relu(y, b, f64)                      y = max(y + b, 0) in place; y: (N, M), b: (M,)
  *   relu_backward(g, y, out, f64)             out = g where y > 0, else 0
  *   sum_rows(x, out, f64)                     out = Σ over the rows of x; x: (N, M), out: (M,)
- *   adam(p, g, m, v, f64, lr, b1, b2, eps, decay, flush)         one Adam step in place
- *   momentum(p, g, v, f64, lr, mu, nesterov, decay, flush)       one SGD-momentum step in place
+ *   adam(p, g, m, v, f64, lr, b1, b2, eps, decay, flush, l2)     one Adam step in place
+ *   momentum(p, g, v, f64, lr, mu, nesterov, decay, flush, l2)   one SGD-momentum step in place
  *   gemm(a, b, c, alpha, beta, fn, ilp64) -> bool   c ← alpha·a·b + beta·c through the row-major
  *                                             cblas_?gemm at address fn (see backends/blas.py)
  *
@@ -23,7 +23,7 @@
 #include <Python.h>
 /* The SHA-256 of this file with this digest left out (backends/compiled.py checks the built module
  * against the source; tests/test_cpu_kernels.py says the new value after an edit). */
-#define NNX_SOURCE_SHA256 "12f66c1e24605899eabebad608253c6cfbb42dae21dfb6881ed31d09af893c4d"
+#define NNX_SOURCE_SHA256 "560861ccd3bff0da72592ba1f2bcbb4c2361b29b5ec2260f2dff0b8a539e1b55"
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -271,13 +271,14 @@ static PyObject *sum_rows(PyObject *self, PyObject *args) {
 
 #define DEFINE_ADAM(NAME, T, SQRT)                                                                       \
     VECTOR_CLONES static void NAME(T *p, const T *g, T *m, T *v, Py_ssize_t count, double lr, double b1, \
-                                   double b2, double eps, double decay, int flush) {                     \
+                                   double b2, double eps, double decay, int flush, double l2) {          \
         const T lr_ = (T)lr, b1_ = (T)b1, b2_ = (T)b2, c1 = (T)(1.0 - b1), c2 = (T)(1.0 - b2);           \
-        const T eps_ = (T)eps, decay_ = (T)decay, f = (T)FLUSH;                                          \
+        const T eps_ = (T)eps, decay_ = (T)decay, f = (T)FLUSH, l2_ = (T)l2;                             \
         _Pragma("omp simd")                                                                              \
         for (Py_ssize_t i = 0; i < count; i++) {                                                         \
-            T mi = m[i] * b1_ + g[i] * c1;                                                               \
-            T vi = v[i] * b2_ + (g[i] * g[i]) * c2;                                                      \
+            const T gi = l2 != 0.0 ? g[i] + l2_ * p[i] : g[i];                                           \
+            T mi = m[i] * b1_ + gi * c1;                                                                 \
+            T vi = v[i] * b2_ + (gi * gi) * c2;                                                          \
             if (flush) {                                                                                 \
                 mi = (mi + f) - f;                                                                       \
                 vi = (vi + f) - f;                                                                       \
@@ -293,14 +294,15 @@ DEFINE_ADAM(adam_f64, double, sqrt)
 
 #define DEFINE_MOMENTUM(NAME, T)                                                                   \
     VECTOR_CLONES static void NAME(T *p, const T *g, T *v, Py_ssize_t count, double lr, double mu, \
-                                   int nesterov, double decay, int flush) {                        \
-        const T lr_ = (T)lr, mu_ = (T)mu, decay_ = (T)decay, f = (T)FLUSH;                         \
+                                   int nesterov, double decay, int flush, double l2) {             \
+        const T lr_ = (T)lr, mu_ = (T)mu, decay_ = (T)decay, f = (T)FLUSH, l2_ = (T)l2;            \
         _Pragma("omp simd")                                                                        \
         for (Py_ssize_t i = 0; i < count; i++) {                                                   \
-            T vi = v[i] * mu_ + g[i];                                                              \
+            const T gi = l2 != 0.0 ? g[i] + l2_ * p[i] : g[i];                                     \
+            T vi = v[i] * mu_ + gi;                                                                \
             if (flush) vi = (vi + f) - f;                                                          \
             v[i] = vi;                                                                             \
-            const T step = nesterov ? vi * mu_ + g[i] : vi;                                        \
+            const T step = nesterov ? vi * mu_ + gi : vi;                                          \
             p[i] = p[i] * decay_ - step * lr_;                                                     \
         }                                                                                          \
     }
@@ -326,8 +328,8 @@ static int same_lengths(Py_buffer *const *buffers, int count, Py_ssize_t size) {
 static PyObject *adam(PyObject *self, PyObject *args) {
     Py_buffer p, g, m, v;
     int f64, flush;
-    double lr, b1, b2, eps, decay;
-    if (!PyArg_ParseTuple(args, "w*y*w*w*pdddddp", &p, &g, &m, &v, &f64, &lr, &b1, &b2, &eps, &decay, &flush))
+    double lr, b1, b2, eps, decay, l2;
+    if (!PyArg_ParseTuple(args, "w*y*w*w*pdddddpd", &p, &g, &m, &v, &f64, &lr, &b1, &b2, &eps, &decay, &flush, &l2))
         return NULL;
     PyObject *result = NULL;
     const Py_ssize_t size = f64 ? sizeof(double) : sizeof(float);
@@ -335,8 +337,8 @@ static PyObject *adam(PyObject *self, PyObject *args) {
     if (same_lengths(all, 4, size)) {
         const Py_ssize_t count = p.len / size;
         Py_BEGIN_ALLOW_THREADS
-        if (f64) adam_f64(p.buf, g.buf, m.buf, v.buf, count, lr, b1, b2, eps, decay, flush);
-        else adam_f32(p.buf, g.buf, m.buf, v.buf, count, lr, b1, b2, eps, decay, flush);
+        if (f64) adam_f64(p.buf, g.buf, m.buf, v.buf, count, lr, b1, b2, eps, decay, flush, l2);
+        else adam_f32(p.buf, g.buf, m.buf, v.buf, count, lr, b1, b2, eps, decay, flush, l2);
         Py_END_ALLOW_THREADS
         result = Py_NewRef(Py_None);
     }
@@ -347,16 +349,17 @@ static PyObject *adam(PyObject *self, PyObject *args) {
 static PyObject *momentum(PyObject *self, PyObject *args) {
     Py_buffer p, g, v;
     int f64, nesterov, flush;
-    double lr, mu, decay;
-    if (!PyArg_ParseTuple(args, "w*y*w*pddpdp", &p, &g, &v, &f64, &lr, &mu, &nesterov, &decay, &flush)) return NULL;
+    double lr, mu, decay, l2;
+    if (!PyArg_ParseTuple(args, "w*y*w*pddpdpd", &p, &g, &v, &f64, &lr, &mu, &nesterov, &decay, &flush, &l2))
+        return NULL;
     PyObject *result = NULL;
     const Py_ssize_t size = f64 ? sizeof(double) : sizeof(float);
     Py_buffer *const all[] = {&p, &g, &v};
     if (same_lengths(all, 3, size)) {
         const Py_ssize_t count = p.len / size;
         Py_BEGIN_ALLOW_THREADS
-        if (f64) momentum_f64(p.buf, g.buf, v.buf, count, lr, mu, nesterov, decay, flush);
-        else momentum_f32(p.buf, g.buf, v.buf, count, lr, mu, nesterov, decay, flush);
+        if (f64) momentum_f64(p.buf, g.buf, v.buf, count, lr, mu, nesterov, decay, flush, l2);
+        else momentum_f32(p.buf, g.buf, v.buf, count, lr, mu, nesterov, decay, flush, l2);
         Py_END_ALLOW_THREADS
         result = Py_NewRef(Py_None);
     }
@@ -462,9 +465,9 @@ static PyMethodDef methods[] = {
     {"bias_relu", bias_relu, METH_VARARGS, "bias_relu(y, b, f64): y = max(y + b, 0) in place."},
     {"relu_backward", relu_backward, METH_VARARGS, "relu_backward(grad, y, out, f64): out = grad where y > 0."},
     {"sum_rows", sum_rows, METH_VARARGS, "sum_rows(x, out, f64): out = the sum of the rows of x."},
-    {"adam", adam, METH_VARARGS, "adam(p, g, m, v, f64, lr, beta1, beta2, eps, decay, flush): one Adam step."},
+    {"adam", adam, METH_VARARGS, "adam(p, g, m, v, f64, lr, beta1, beta2, eps, decay, flush, l2): one Adam step."},
     {"momentum", momentum, METH_VARARGS,
-     "momentum(p, g, v, f64, lr, mu, nesterov, decay, flush): one SGD-with-momentum step."},
+     "momentum(p, g, v, f64, lr, mu, nesterov, decay, flush, l2): one SGD-with-momentum step."},
     {"gemm", gemm, METH_VARARGS,
      "gemm(a, b, c, alpha, beta, fn, ilp64) -> whether c was set to alpha·a·b + beta·c by the cblas_?gemm at fn."},
     {NULL, NULL, 0, NULL},

@@ -45,24 +45,26 @@ BIAS_RELU = ElementwiseSource("T b", "T y", "y = max(y + b, (T)0)", "nnx_bias_re
 RELU_BACKWARD = ElementwiseSource("T g, T y", "T out", "out = y > (T)0 ? g : (T)0", "nnx_relu_backward")
 SGD_UPDATE = ElementwiseSource("T g, float64 lr", "T p", "p = p - (T)lr * g", "nnx_sgd_update")
 MOMENTUM_UPDATE = ElementwiseSource(
-    "T g, float64 lr, float64 mu, int32 nesterov, float64 decay, int32 flush",
+    "T g, float64 lr, float64 mu, int32 nesterov, float64 decay, int32 flush, float64 l2",
     "T p, T v",
     _FLUSH
     + """
-    T vi = v * (T)mu + g;
+    const T gi = l2 != 0.0 ? g + (T)l2 * p : g;
+    T vi = v * (T)mu + gi;
     if (flush) vi = (vi + f) - f;
     v = vi;
-    p = p * (T)decay - (nesterov ? vi * (T)mu + g : vi) * (T)lr;
+    p = p * (T)decay - (nesterov ? vi * (T)mu + gi : vi) * (T)lr;
     """,
     "nnx_momentum_update",
 )
 ADAM_UPDATE = ElementwiseSource(
-    "T g, float64 lr, float64 b1, float64 b2, float64 eps, float64 decay, int32 flush",
+    "T g, float64 lr, float64 b1, float64 b2, float64 eps, float64 decay, int32 flush, float64 l2",
     "T p, T m, T v",
     _FLUSH
     + """
-    T mi = m * (T)b1 + g * (T)(1.0 - b1);
-    T vi = v * (T)b2 + (g * g) * (T)(1.0 - b2);
+    const T gi = l2 != 0.0 ? g + (T)l2 * p : g;
+    T mi = m * (T)b1 + gi * (T)(1.0 - b1);
+    T vi = v * (T)b2 + (gi * gi) * (T)(1.0 - b2);
     if (flush) {
         mi = (mi + f) - f;
         vi = (vi + f) - f;

@@ -96,12 +96,14 @@ class CupyBackend(Backend):
         super().sgd_matmul_update(param, a, b, lr, scratch, keep)
 
     def momentum_update(self, p: Array, g: Array, v: Array, step: MomentumStep, scratch: Array) -> None:
-        lr, momentum, nesterov, decay, flush = step
-        _momentum_update(g, float(lr), float(momentum), np.int32(nesterov), float(decay), np.int32(flush), p, v)
+        lr, momentum, nesterov, decay, flush, l2 = step
+        _momentum_update(
+            g, float(lr), float(momentum), np.int32(nesterov), float(decay), np.int32(flush), float(l2), p, v
+        )
 
     def adam_update(self, p: Array, g: Array, m: Array, v: Array, step: AdamStep, scratch: Array) -> None:
-        *scalars, flush = step
-        _adam_update(g, *map(float, scalars), np.int32(flush), p, m, v)
+        *scalars, flush, l2 = step
+        _adam_update(g, *map(float, scalars), np.int32(flush), float(l2), p, m, v)
 
     def loss_workspace(self, n: int, c: int, dtype: Any) -> dict[str, Array]:
         return {"row_loss": cupy.empty(n, LOSS_DTYPE)}

@@ -61,9 +61,11 @@ def sgd_matmul_update(param: np.ndarray, a: np.ndarray, b: np.ndarray, lr: float
 
 
 def momentum_update(
-    p: np.ndarray, g: np.ndarray, v: np.ndarray, lr: float, mu: float, nesterov: bool, decay: float
+    p: np.ndarray, g: np.ndarray, v: np.ndarray, lr: float, mu: float, nesterov: bool, decay: float, l2: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
-    """(p, v) after one SGD-with-momentum step: v ← μ·v + g; p ← p·decay − lr·(v, or g + μ·v with Nesterov)."""
+    """(p, v) after one SGD-with-momentum step: v ← μ·v + g; p ← p·decay − lr·(v, or g + μ·v with
+    Nesterov); with an L2 penalty, g + l2·p in place of g."""
+    g = g + l2 * p
     v = mu * v + g
     return p * decay - lr * (g + mu * v if nesterov else v), v
 
@@ -73,8 +75,9 @@ def adam_update(
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(p, m, v) after one Adam step whose bias correction is folded into lr and eps:
     m ← β1·m + (1 − β1)·g; v ← β2·v + (1 − β2)·g²; p ← p·decay − lr·m/(√v + eps).
-    ``hyper``: lr, β1, β2, eps, decay."""
-    lr, b1, b2, eps, decay = hyper
+    ``hyper``: lr, β1, β2, eps, decay and optionally an L2 penalty's l2 (g + l2·p in place of g)."""
+    lr, b1, b2, eps, decay, l2 = (*hyper, 0.0)[:6]
+    g = g + l2 * p
     m = b1 * m + (1 - b1) * g
     v = b2 * v + (1 - b2) * g * g
     return p * decay - lr * m / (np.sqrt(v) + eps), m, v

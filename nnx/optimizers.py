@@ -63,6 +63,10 @@ class Optimizer:
     their global L2 norm is at most clip_norm.
     ema: when set, a decay β in (0, 1): keep an exponential moving average of the weights (see
     the module docstring), e.g. 0.999.
+
+    ``l2`` holds L2 penalties by parameter name ("layers.0.W": c): the step then takes the gradient
+    g + c·p, that of the loss plus (c/2)·‖p‖², inside its kernel, without writing it (scikit-learn's
+    ``alpha``, as nnx.sklearn sets it every step). Empty at first.
     """
 
     slot_names: tuple[str, ...] = ()  # per-parameter state, zeros at first, saved in checkpoints
@@ -78,6 +82,7 @@ class Optimizer:
         self.clip_norm = None if clip_norm is None else check_positive(clip_norm, "clip_norm")
         self.gradient_hooks: list[GradientHook] = [] if clip_norm is None else [ClipGradNorm(clip_norm)]
         self.t = 0  # completed steps
+        self.l2: dict[str, float] = {}
         self.state: dict[str, dict[str, Array]] = {}
         self._scratch: dict[str, Array] = {}
         self._plan: list[tuple[Any, list[tuple[Any, ...]]]] = []
@@ -104,24 +109,28 @@ class Optimizer:
         self.t += 1
         backend = model.backend
         fold = self.folds_products
-        decay = (1.0 - self.lr * self.weight_decay) * keep
+        decay = 1.0 - self.lr * self.weight_decay
         for layer, entries in self._parameters_of(model):
             factors = layer.grad_factors() if fold else {}
             for key, name, p, p_rows, scratch, scratch_rows in entries:
-                if key in factors:  # p ← decay·p − lr·a·b; a bias (M,) is updated as a (1, M) row
-                    backend.sgd_matmul_update(p_rows, *factors[key], self.lr, scratch_rows, decay)
-                else:
-                    self._update_in_chunks(backend, layer.grads[key], name, p, scratch, decay)
+                l2 = self.l2.get(name, 0.0) if self.l2 else 0.0
+                if key in factors:  # p ← (decay − lr·l2)·p − lr·a·b; a bias (M,) is updated as a (1, M) row
+                    shrink = keep * (decay - self.lr * l2)
+                    backend.sgd_matmul_update(p_rows, *factors[key], self.lr, scratch_rows, shrink)
+                else:  # keep scales every term in p
+                    self._update_in_chunks(backend, layer.grads[key], name, p, scratch, keep * decay, keep * l2)
                 if self.ema is not None:
                     self._average(backend, name, p, scratch)
 
-    def _update_in_chunks(self, backend: Backend, g: Array, name: str, p: Array, scratch: Array, decay: float) -> None:
+    def _update_in_chunks(
+        self, backend: Backend, g: Array, name: str, p: Array, scratch: Array, decay: float, l2: float
+    ) -> None:
         slots = {s: self._array(self.state.setdefault(name, {}), s, p, backend.zeros) for s in self.slot_names}
         flat = [a.reshape(-1) for a in (p, g, scratch, *slots.values())]
         chunk = backend.update_chunk or p.size
         for lo in range(0, p.size, chunk):
             pc, gc, sc, *state = (a[lo : lo + chunk] for a in flat)
-            self.update(backend, pc, gc, dict(zip(slots, state, strict=True)), sc, decay)
+            self.update(backend, pc, gc, dict(zip(slots, state, strict=True)), sc, decay, l2)
 
     def _average(self, backend: Backend, name: str, p: Array, scratch: Array) -> None:
         """a ← a + (1 − β_t)·(p − a), in place (the first call starts a at p)."""
@@ -167,10 +176,11 @@ class Optimizer:
         return self._plan
 
     def update(
-        self, backend: Backend, p: Array, g: Array, slots: dict[str, Array], scratch: Array, decay: float
+        self, backend: Backend, p: Array, g: Array, slots: dict[str, Array], scratch: Array, decay: float, l2: float
     ) -> None:
-        """Update the 1-D piece ``p`` from its gradient ``g`` and its ``slots``, after scaling it by
-        ``decay`` (decoupled weight decay; 1.0 without); ``scratch`` is free space."""
+        """Update the 1-D piece ``p`` from its gradient ``g`` (g + l2·p with an L2 penalty; g may be
+        overwritten with it) and its ``slots``, after scaling it by ``decay`` (decoupled weight
+        decay; 1.0 without); ``scratch`` is free space."""
         raise NotImplementedError
 
     @property
@@ -232,14 +242,15 @@ class SGD(Optimizer):
         return not self.momentum and not self.gradient_hooks and self.ema is None
 
     def update(
-        self, backend: Backend, p: Array, g: Array, slots: dict[str, Array], scratch: Array, decay: float
+        self, backend: Backend, p: Array, g: Array, slots: dict[str, Array], scratch: Array, decay: float, l2: float
     ) -> None:
-        if not self.momentum:
-            if decay != 1.0:
-                p *= decay
+        if not self.momentum:  # p ← decay·p − lr·(g + l2·p)
+            shrink = decay - self.lr * l2
+            if shrink != 1.0:
+                p *= shrink
             backend.sgd_update(p, g, self.lr, scratch)
             return
-        step = MomentumStep(self.lr, self.momentum, self.nesterov, decay, self.flush_now)
+        step = MomentumStep(self.lr, self.momentum, self.nesterov, decay, self.flush_now, l2)
         backend.momentum_update(p, g, slots["velocity"], step, scratch)
 
     def config(self) -> dict[str, Any]:
@@ -267,12 +278,12 @@ class Adam(Optimizer):
         self.eps = check_positive(eps, "eps")
 
     def update(
-        self, backend: Backend, p: Array, g: Array, slots: dict[str, Array], scratch: Array, decay: float
+        self, backend: Backend, p: Array, g: Array, slots: dict[str, Array], scratch: Array, decay: float, l2: float
     ) -> None:
         # Bias correction folded into the step size: m̂/(√v̂ + ε) = (√c2/c1)·m/(√v + ε√c2).
         c1, c2 = 1.0 - self.beta1**self.t, 1.0 - self.beta2**self.t
         lr, eps = self.lr * math.sqrt(c2) / c1, self.eps * math.sqrt(c2)
-        step = AdamStep(lr, self.beta1, self.beta2, eps, decay, self.flush_now)
+        step = AdamStep(lr, self.beta1, self.beta2, eps, decay, self.flush_now, l2)
         backend.adam_update(p, g, slots["m"], slots["v"], step, scratch)
 
     def config(self) -> dict[str, Any]:

@@ -98,10 +98,10 @@ def test_arrays_the_kernels_cannot_take_go_to_numpy_with_the_same_results(rng):
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
-@pytest.mark.parametrize("decay, flush", [(1.0, False), (0.999, True)])
-def test_compiled_optimizer_steps_are_bit_identical_to_the_numpy_ones(rng, dtype, decay, flush):
+@pytest.mark.parametrize("decay, flush, l2", [(1.0, False, 0.0), (0.999, True, 0.0), (0.999, False, 3e-3)])
+def test_compiled_optimizer_steps_are_bit_identical_to_the_numpy_ones(rng, dtype, decay, flush, l2):
     """The same float operations in the same order (no FMA contraction): equal to the last bit,
-    tiny state included (the flush zeroes it in both)."""
+    tiny state included (the flush zeroes it in both), and with an L2 penalty."""
     n = 1000
     g = rng.standard_normal(n).astype(dtype)
     g[:10] = 0
@@ -110,26 +110,27 @@ def test_compiled_optimizer_steps_are_bit_identical_to_the_numpy_ones(rng, dtype
     state[3] = np.abs(state[3])  # v >= 0
     for nesterov in (False, True):
         (p1, v1), (p2, v2) = state[:2].copy(), state[:2].copy()
-        step = MomentumStep(0.1, 0.9, nesterov, decay, flush)
-        NUMPY.momentum_update(p1, g, v1, step, np.empty(n, dtype))
-        PLAIN.momentum_update(p2, g, v2, step, np.empty(n, dtype))
+        step = MomentumStep(0.1, 0.9, nesterov, decay, flush, l2)
+        NUMPY.momentum_update(p1, g.copy(), v1, step, np.empty(n, dtype))
+        PLAIN.momentum_update(p2, g.copy(), v2, step, np.empty(n, dtype))
         np.testing.assert_array_equal(p1, p2)
         np.testing.assert_array_equal(v1, v2)
     (p1, m1, v1), (p2, m2, v2) = state[[0, 2, 3]].copy(), state[[0, 2, 3]].copy()
-    step = AdamStep(1e-3, 0.9, 0.999, 1e-8, decay, flush)
-    NUMPY.adam_update(p1, g, m1, v1, step, np.empty(n, dtype))
-    PLAIN.adam_update(p2, g, m2, v2, step, np.empty(n, dtype))
+    step = AdamStep(1e-3, 0.9, 0.999, 1e-8, decay, flush, l2)
+    NUMPY.adam_update(p1, g.copy(), m1, v1, step, np.empty(n, dtype))
+    PLAIN.adam_update(p2, g.copy(), m2, v2, step, np.empty(n, dtype))
     for a, b in ((p1, p2), (m1, m2), (v1, v2)):
         np.testing.assert_array_equal(a, b)
-    assert not m1[:10].any() if flush else m1[:10].all()
+    if not l2:  # (with a penalty, the gradient of the first ten is no longer zero)
+        assert not m1[:10].any() if flush else m1[:10].all()
 
 
 def test_optimizer_kernels_refuse_arrays_of_different_sizes():
     a, b = np.zeros(8, np.float32), np.zeros(7, np.float32)
     with pytest.raises(ValueError, match="must be the same size; got 32 and 28 bytes"):
-        COMPILED.adam(a, a, b, a, False, 1e-3, 0.9, 0.999, 1e-8, 1.0, False)
+        COMPILED.adam(a, a, b, a, False, 1e-3, 0.9, 0.999, 1e-8, 1.0, False, 0.0)
     with pytest.raises(ValueError, match="must be the same size"):
-        COMPILED.momentum(a, b, a, False, 0.1, 0.9, False, 1.0, False)
+        COMPILED.momentum(a, b, a, False, 0.1, 0.9, False, 1.0, False, 0.0)
 
 
 def test_the_c_source_records_its_own_digest():

@@ -119,11 +119,12 @@ def _(be, rng, dtype):
     n = 300
     p, g, v = (rng.standard_normal(n).astype(dtype) for _ in range(3))
     out = []
-    for nesterov in (False, True):
+    for nesterov, l2 in ((False, 0.0), (True, 0.0), (True, 0.03)):
         pd, vd = be.asarray(p.copy()), be.asarray(v.copy())
-        be.momentum_update(pd, be.asarray(g), vd, MomentumStep(0.1, 0.9, nesterov, 0.999, False), be.empty((n,), dtype))
-        ref_p, ref_v = reference.momentum_update(*f64(p, g, v), 0.1, 0.9, nesterov, 0.999)
-        out += [(f"p, nesterov={nesterov}", pd, ref_p), (f"v, nesterov={nesterov}", vd, ref_v)]
+        step = MomentumStep(0.1, 0.9, nesterov, 0.999, False, l2)
+        be.momentum_update(pd, be.asarray(g.copy()), vd, step, be.empty((n,), dtype))
+        ref_p, ref_v = reference.momentum_update(*f64(p, g, v), 0.1, 0.9, nesterov, 0.999, l2)
+        out += [(f"p, nesterov={nesterov}, l2={l2}", pd, ref_p), (f"v, nesterov={nesterov}, l2={l2}", vd, ref_v)]
     return out
 
 
@@ -132,10 +133,14 @@ def _(be, rng, dtype):
     n = 300
     p, g, m = (rng.standard_normal(n).astype(dtype) for _ in range(3))
     v = np.abs(rng.standard_normal(n)).astype(dtype)
-    pd, md, vd = (be.asarray(a.copy()) for a in (p, m, v))
-    be.adam_update(pd, be.asarray(g), md, vd, AdamStep(1e-3, 0.9, 0.999, 1e-8, 0.999, False), be.empty((n,), dtype))
-    ref_p, ref_m, ref_v = reference.adam_update(*f64(p, g, m, v), 1e-3, 0.9, 0.999, 1e-8, 0.999)
-    return [("p", pd, ref_p), ("m", md, ref_m), ("v", vd, ref_v)]
+    out = []
+    for l2 in (0.0, 0.03):  # with an L2 penalty: g + l2·p in place of g
+        pd, md, vd = (be.asarray(a.copy()) for a in (p, m, v))
+        step = AdamStep(1e-3, 0.9, 0.999, 1e-8, 0.999, False, l2)
+        be.adam_update(pd, be.asarray(g.copy()), md, vd, step, be.empty((n,), dtype))
+        ref_p, ref_m, ref_v = reference.adam_update(*f64(p, g, m, v), 1e-3, 0.9, 0.999, 1e-8, 0.999, l2)
+        out += [(f"p, l2={l2}", pd, ref_p), (f"m, l2={l2}", md, ref_m), (f"v, l2={l2}", vd, ref_v)]
+    return out
 
 
 def loss_case(n: int, c: int) -> Case:

@@ -247,3 +247,41 @@ def test_partial_steps_on_two_halves_of_a_batch_sum_to_the_step_on_the_whole(rng
         halves.append(part.get_weights())
     for name, w in whole.get_weights().items():
         np.testing.assert_allclose(halves[0][name] + halves[1][name], w, rtol=1e-12, atol=1e-14, err_msg=name)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: nnx.SGD(0.1), lambda: nnx.SGD(0.1, momentum=0.9, nesterov=True), lambda: nnx.Adam(0.01)],
+    ids=["sgd", "nesterov", "adam"],
+)
+def test_an_l2_penalty_steps_as_if_its_gradient_were_added(make):
+    """optimizer.l2 = {name: c}: the step of g + c·p (through Dense's gemm for plain SGD, the update
+    kernels otherwise); a parameter not named takes no penalty."""
+
+    def model():
+        return nnx.Sequential(nnx.Dense(5, 8), nnx.ReLU(), nnx.Dense(8, 3), backend="numpy", dtype="float64", seed=2)
+
+    def add_penalty(m):  # the gradient of (c/2)·‖W‖², written into the gradient
+        m.layers[0].grads["W"] += 0.3 * m.layers[0].params["W"]
+
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((12, 5)), rng.integers(0, 3, 12)
+    loss = nnx.SparseCategoricalCrossentropy()
+    penalised, explicit = model(), model()
+    with_l2, with_hook = make(), make()
+    with_l2.l2 = {"layers.0.W": 0.3}
+    with_hook.gradient_hooks.append(add_penalty)
+    for _ in range(3):
+        nnx.train_step(penalised, x, y, loss, with_l2)
+        nnx.train_step(explicit, x, y, loss, with_hook)
+    for name, w in explicit.get_weights().items():
+        np.testing.assert_allclose(penalised.get_weights()[name], w, rtol=1e-12, atol=1e-14, err_msg=name)
+    plain, optimizer = model(), make()
+    optimizer.l2 = {"layers.1.W": 0.3}  # no such parameter: no penalty
+    for _ in range(3):
+        nnx.train_step(plain, x, y, loss, optimizer)
+    unpenalised, optimizer = model(), make()
+    for _ in range(3):
+        nnx.train_step(unpenalised, x, y, loss, optimizer)
+    np.testing.assert_array_equal(plain.get_weights()["layers.0.W"], unpenalised.get_weights()["layers.0.W"])
+    assert not np.allclose(plain.get_weights()["layers.0.W"], penalised.get_weights()["layers.0.W"])

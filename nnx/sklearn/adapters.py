@@ -12,9 +12,10 @@ import numpy as np
 from backends.contract import Array
 from nnx.callbacks import Callback
 from nnx.errors import ConfigError
-from nnx.layers import LAYER_TYPES, Dense
+from nnx.layers import LAYER_TYPES
 from nnx.losses import Loss
 from nnx.model import Sequential
+from nnx.optimizers import Optimizer
 
 if TYPE_CHECKING:
     from nnx.sklearn.base import MLPBase
@@ -54,23 +55,18 @@ class SklearnLoss(Loss):
 
 
 class L2Gradient:
-    """A gradient hook (between backward and the step): dW += alpha/N·W for every Dense weight, not
-    the biases, N the rows of the batch that ``loss`` saw last: the gradient of alpha's penalty."""
+    """A gradient hook (between backward and the step): the gradient of alpha's penalty, alpha/N·W
+    for every Dense weight (``names``), not the biases, N the rows of the batch that ``loss`` saw
+    last. It sets the optimizer's L2 penalties (Optimizer.l2), which its step adds inside its
+    kernel, without a pass of its own over the weights."""
 
-    def __init__(self, alpha: float, loss: SklearnLoss) -> None:
-        self.alpha, self.loss = alpha, loss
-        self._scratch: dict[int, Array] = {}
+    def __init__(self, alpha: float, loss: SklearnLoss, optimizer: Optimizer, names: list[str]) -> None:
+        self.alpha, self.loss, self.optimizer, self.names = alpha, loss, optimizer, names
 
     def __call__(self, model: Sequential) -> None:
         c = self.alpha / self.loss.rows
-        for i, layer in enumerate(model.layers):
-            if isinstance(layer, Dense):
-                w = layer.params["W"]
-                scratch = self._scratch.get(i)
-                if scratch is None:
-                    scratch = self._scratch[i] = model.backend.empty(w.shape, w.dtype)
-                model.backend.xp.multiply(w, c, out=scratch)
-                layer.grads["W"] += scratch
+        for name in self.names:
+            self.optimizer.l2[name] = c
 
 
 class EpochEnd(Callback):

@@ -193,7 +193,11 @@ class MLPBase(BaseEstimator):
         inner, value_scale, grad_scale = self._inner_loss()
         weights = [layer.params["W"] for layer in self.model_.layers if isinstance(layer, Dense)]
         loss = SklearnLoss(inner, weights, float(self.alpha), value_scale, grad_scale)
-        self._optimizer.gradient_hooks[:] = [L2Gradient(float(self.alpha), loss)] if self.alpha else []
+        names = [f"{prefix}.W" for prefix, layer in self.model_.named_layers() if isinstance(layer, Dense)]
+        self._optimizer.l2 = {}
+        self._optimizer.gradient_hooks[:] = (
+            [L2Gradient(float(self.alpha), loss, self._optimizer, names)] if self.alpha else []
+        )
         epochs = EpochEnd(self, n, (X_val, y_val) if self.early_stopping else None)
         start = self._epochs if incremental else 0  # fit starts the shuffling seeds and the schedule anew
         schedule = Cosine() if self.schedule == "cosine" and not incremental else None
