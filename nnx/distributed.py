@@ -5,21 +5,25 @@
     model.fit(x, y, ..., distributed=comm)
 
 Every rank holds the whole data set and the same model. Each step, every rank draws the same
-global batch of ``batch_size`` rows from the same permutation, takes its contiguous share (shares
-differ by at most one row), and computes its gradient g_r over its n_r rows, weighted by its share
-of the batch: the gradient of the loss is scaled by n_r/N, so that Σ_r g_r is the mean gradient
-over the global batch. A rank with no rows in a batch contributes zeros. Then one all-reduce over
-one flat buffer, whose last three slots carry the loss, the metric's sum and a stop flag:
+global batch of N = ``batch_size`` rows from the same permutation, takes its contiguous share of
+n_r rows (shares differ by at most one row, the larger ones first), and backpropagates with the
+loss's gradient scaled by n_r/N, so that its gradients are (n_r/N)·g_r, g_r its mean gradient:
+their sum over the ranks is the mean gradient over the global batch. A rank with no rows in a
+batch adds zeros. Then one all-reduce over one flat buffer, whose last three slots carry the
+loss, the metric's sum and a stop flag:
 
 - ``GradientAllReduce`` (any optimizer): every parameter's gradient is a view of the buffer; the
-  sum Σ_r g_r reaches every rank, and every rank takes the same optimizer step.
-- ``WeightAllReduce`` (where the optimizer's steps add up: plain SGD): every parameter is a view of
-  the buffer; each rank takes its part of the step, p ← p/R − lr·g_r (one gemm per Dense weight,
-  with no gradient written, as one process does), and the sum over the ranks is p − lr·Σ_r g_r,
-  the same step, on every rank. The bytes moved are the same; the pass that writes the gradients
-  and the pass that reads them back are saved.
+  sum reaches every rank, and every rank takes the same optimizer step.
+- ``WeightAllReduce`` (where the optimizer's steps add up: SGD without momentum, clipping or weight
+  averaging): every parameter is a view of the buffer. Rank 0 takes the step from its own part,
+  p ← p − lr·(n_0/N)·g_0, and every other rank writes only −lr·(n_r/N)·g_r in place of its weights;
+  the sum, p − lr·Σ_r (n_r/N)·g_r, is the step on every rank. Without weight decay, each Dense
+  weight's part is one gemm, xᵀ·dy never written, as one process steps: the same bytes are
+  all-reduced, and the pass that writes the gradients and the one that reads them back are saved.
 
-Either way the weights stay identical across ranks; a checksum compares them every epoch.
+Either way the weights stay identical across ranks; a checksum compares them every epoch (with
+WeightAllReduce, weights that drift apart on one rank are averaged in, 1/R of the drift on every
+rank, rather than detected).
 """
 
 from __future__ import annotations
@@ -43,9 +47,9 @@ class WeightsDiverged(NNXError, RuntimeError):
 class DataParallel:
     """The ranks of an MPI communicator training one model together.
 
-    comm: an mpi4py communicator (default: MPI.COMM_WORLD). On the CuPy backend, gradients are
-    all-reduced by NCCL on the devices (rank r uses device r mod the visible devices), never
-    copied to the host.
+    comm: an mpi4py communicator (default: MPI.COMM_WORLD). On the CuPy backend, the flat buffer
+    (the gradients, or with plain SGD the weights) is all-reduced by NCCL on the devices (rank r
+    uses device r mod the visible devices), never copied to the host.
     """
 
     def __init__(self, comm: Any = None) -> None:
@@ -112,7 +116,7 @@ class DataParallel:
                 f"the ranks' weights differ: checksums from {low!r} to {high!r} (rank {self.rank}: {total!r})"
             )
 
-    def synchronizer(self, model: Any, optimizer: Any) -> GradientAllReduce:
+    def synchronizer(self, model: Any, optimizer: Any) -> FlatAllReduce:
         """The step of ``fit`` on this rank: WeightAllReduce where ``optimizer``'s steps add up,
         else GradientAllReduce; the buffer that it all-reduces is made here (see the module)."""
         if optimizer.steps_add_up:
@@ -124,10 +128,11 @@ class DataParallel:
         self.comm.Abort(code)
 
 
-class GradientAllReduce:
-    """Data parallelism's step (the ``update`` of nnx.training.train_step): this rank's weighted
-    gradients, loss, metric sum (the correct count) and Ctrl-C flag go into the flat buffer, which
-    is all-reduced once; then every rank takes the same optimizer step."""
+class FlatAllReduce:
+    """Data parallelism's step, what both kinds share: this rank's part of a global batch runs
+    forward, the loss (its gradient weighted by the rank's share) and backward; then ``__call__``
+    (the ``update`` of nnx.training.train_step) fills the flat buffer, whose last slots take the
+    loss, the metric's sum (the correct count) and the Ctrl-C flag, and all-reduces it once."""
 
     def __init__(self, dp: DataParallel, flat: Array, optimizer: Any) -> None:
         self.dp, self.flat, self.optimizer = dp, flat, optimizer
@@ -136,7 +141,7 @@ class GradientAllReduce:
         self._losses: dict[int, Loss] = {}
 
     def step(
-        self, model: Any, x: Array, y: Array, loss: Loss, optimizer: Any, rows: int, check: bool, stop: bool
+        self, model: Any, x: Array, y: Array, loss: Loss, rows: int, check: bool, stop: bool
     ) -> tuple[Array, Array, bool]:
         """One step on this rank's ``x`` of a global batch of ``rows``: (the global mean loss and
         the global sum of the loss's metric as 0-d device arrays, whether any rank asked to stop)."""
@@ -144,21 +149,13 @@ class GradientAllReduce:
 
         self.weight, self.check, self.stop, self.noted = x.shape[0] / rows, check, stop, None
         noting = self._losses.get(id(loss)) or self._losses.setdefault(id(loss), _Noting(loss, self))
-        train_step(model, x, y, noting, optimizer, update=self)
+        train_step(model, x, y, noting, self.optimizer, update=self)
         extra = self.flat[-EXTRA_SLOTS:]
         stopped = check and float(extra[2]) > 0  # read where the loss is checked: the same steps on every rank
         return extra[0], extra[1], stopped
 
     def __call__(self, model: Any) -> None:
-        from nnx.training import apply_update
-
-        if self.noted is None:  # no rows here in this batch: nothing to add
-            self.flat[:-EXTRA_SLOTS] = 0
-        else:
-            for _ in model.named_parameters():  # every gradient computed, into its view of the buffer
-                pass
-        self._all_reduce(model)
-        apply_update(model, self.optimizer)
+        raise NotImplementedError
 
     def _all_reduce(self, model: Any) -> None:
         """Write this rank's numbers into the buffer's last slots, sum the buffer over the ranks, and
@@ -176,18 +173,35 @@ class GradientAllReduce:
             raise TrainingDiverged(f"the loss summed over {self.dp.size} ranks is {float(extra[0])}")
 
 
-class WeightAllReduce(GradientAllReduce):
-    """Data parallelism's step where the optimizer's steps add up: each rank takes its part of the
-    step, p ← p/R − lr·g_r, on the weights that live in the flat buffer, which is then all-reduced
-    once: every rank holds p − lr·Σ_r g_r."""
+class GradientAllReduce(FlatAllReduce):
+    """Any optimizer: the buffer holds every parameter's gradient; after the all-reduce, every rank
+    takes the same optimizer step from Σ_r (n_r/N)·g_r."""
 
     def __call__(self, model: Any) -> None:
-        keep = 1.0 / self.dp.size
-        if self.noted is None:  # no rows here in this batch: only the weights' part, p/R
-            self.flat[:-EXTRA_SLOTS] *= keep
-            self.optimizer.t += 1  # the same step count on every rank
+        from nnx.training import apply_update
+
+        if self.noted is None:  # no rows here in this batch: nothing to add
+            self.flat[:-EXTRA_SLOTS] = 0
         else:
-            self.optimizer.step(model, keep=keep)
+            for _ in model.named_parameters():  # every gradient computed, into its view of the buffer
+                pass
+        self._all_reduce(model)
+        apply_update(model, self.optimizer)
+
+
+class WeightAllReduce(FlatAllReduce):
+    """Where the optimizer's steps add up (plain SGD): the buffer holds every parameter. Rank 0 takes
+    the step from its gradient, p ← p − lr·(n_0/N)·g_0 (with its weight decay and L2 terms); every
+    other rank writes only its gradient's term, −lr·(n_r/N)·g_r (``keep=0``: the gemm's beta is 0).
+    Summed, every rank holds p − lr·Σ_r (n_r/N)·g_r, as exact as one process's step. Rank 0 always
+    has rows (shares differ by at most one row, the larger ones first); a rank without rows adds 0."""
+
+    def __call__(self, model: Any) -> None:
+        if self.noted is None:  # no rows here in this batch: nothing to add
+            self.flat[:-EXTRA_SLOTS] = 0
+            self.optimizer.skip_step()
+        else:
+            self.optimizer.step(model, keep=1.0 if self.dp.rank == 0 else 0.0)
         self._all_reduce(model)
 
 
@@ -195,7 +209,7 @@ class _Noting(Loss):
     """A loss that notes its value, outputs and targets for the all-reduce that follows, and
     weights its gradient by this rank's share of the global batch."""
 
-    def __init__(self, loss: Loss, sync: GradientAllReduce) -> None:
+    def __init__(self, loss: Loss, sync: FlatAllReduce) -> None:
         super().__init__()
         self.loss, self.sync = loss, sync
         self.task, self.metric, self.takes_logits = loss.task, loss.metric, loss.takes_logits

@@ -5,14 +5,15 @@ loss, backward, then the optimizer's ``gradient_hooks`` (gradient clipping) and 
 data-parallel training, nnx.distributed's all-reduce comes before them or after the step).
 ``step`` reads each parameter's gradient from its layer and hands the update rule
 (``sgd_update``, ``momentum_update``, ``adam_update``: backend kernels) the parameter in pieces
-of ``backend.update_chunk`` elements (the whole array on a
-GPU), so that on the CPU the pieces stay in the L2 cache across the kernels' passes.
+of ``backend.update_chunk`` elements (the whole array on a GPU), so that on the CPU the pieces
+stay in the L2 cache across the kernels' passes.
 
 Plain SGD (no momentum, no weight decay) also takes a gradient that backward left as a product
-a·b (``Layer.grad_factors``: a Dense weight's xᵀ·dy) as one gemm, p ← p − lr·a·b, without
-writing the gradient: the only place where that decision is made is ``folds_products``. Its
-steps add up (``steps_add_up``): data-parallel ranks each take a part of the step,
-p ← p/R − lr·g_r, with the same gemm, and sum the weights (nnx.distributed).
+a·b (``Layer.grad_factors``: a Dense weight's xᵀ·dy) as one gemm, p ← p − lr·a·b (with an L2
+penalty c, p ← (1 − lr·c)·p − lr·a·b), without writing the gradient: the only place where that
+decision is made is ``folds_products``. The steps of SGD without momentum add up
+(``steps_add_up``): data-parallel ranks each take their part of a step, with the same gemm where
+it folds, and sum the weights (nnx.distributed).
 
 ``lr`` is the current learning rate; a schedule in ``fit`` sets it every step from ``base_lr``.
 Weight decay is decoupled (Loshchilov & Hutter): p ← p·(1 − lr·wd).
@@ -95,15 +96,16 @@ class Optimizer:
 
     @property
     def steps_add_up(self) -> bool:
-        """Whether the update is linear in the gradient and in the weights, so that partial steps
-        p ← p/R − lr·g_r taken by R data-parallel ranks sum to the step from Σ_r g_r (``step``'s
-        ``keep``): plain SGD without clipping or weight averaging."""
+        """Whether the update is linear in the gradient and in the weights, so that the parts of a
+        step that data-parallel ranks take from their gradients g_r add up to the step from Σ_r g_r
+        (``step``'s ``keep``): SGD without momentum, clipping or weight averaging."""
         return False
 
     def step(self, model: Any, keep: float = 1.0) -> None:
-        """Apply one update to every parameter of ``model`` from its gradient. ``keep`` scales the
-        weights first, p ← keep·p − (the update): a data-parallel rank's part of a step, allowed
-        only where ``steps_add_up``."""
+        """Apply one update to every parameter of ``model`` from its gradient. ``keep`` scales every
+        term in p, p ← keep·(p's terms) − lr·(the gradient's): with ``keep=0``, a data-parallel rank
+        writes only its gradient's part of a step that rank 0 takes (allowed only where
+        ``steps_add_up``)."""
         if keep != 1.0 and not self.steps_add_up:
             raise ConfigError(f"{type(self).__name__} with these settings cannot take a partial step (keep={keep!r})")
         self.t += 1
@@ -121,6 +123,11 @@ class Optimizer:
                     self._update_in_chunks(backend, layer.grads[key], name, p, scratch, keep * decay, keep * l2)
                 if self.ema is not None:
                     self._average(backend, name, p, scratch)
+
+    def skip_step(self) -> None:
+        """Count a step that this process has no part in (a data-parallel rank without rows in a
+        batch), so that every rank's step count agrees."""
+        self.t += 1
 
     def _update_in_chunks(
         self, backend: Backend, g: Array, name: str, p: Array, scratch: Array, decay: float, l2: float

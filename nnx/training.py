@@ -102,7 +102,7 @@ class _Plan:
     shuffle: bool
     callbacks: list[Callback]
     check_every: int
-    sync: Any = None  # data parallelism's GradientAllReduce or WeightAllReduce, or None
+    sync: Any = None  # data parallelism's FlatAllReduce (nnx.distributed), or None
     batches: BufferCache = field(default_factory=BufferCache)
 
 
@@ -144,7 +144,8 @@ def fit(
     A callback ends training after the current epoch by setting ``model.stop_training = True`` (as in Keras).
     distributed: an nnx.distributed.DataParallel: this process is one rank of data-parallel
     training (see that module); every rank calls fit with the same arguments and reports the
-    global numbers.
+    global numbers. The model's gradients, or with plain SGD its parameters, move into a new flat
+    buffer: arrays taken from ``model.parameters()`` before no longer follow the model.
     """
     epochs = check_positive_int(epochs, "epochs")
     batch_size = check_positive_int(batch_size, "batch_size")
@@ -239,7 +240,7 @@ def _fit_epoch(
                     value, outputs = train_step(model, xb, yb, plan.loss, optimizer, check_finite=check)
                     step_metric = plan.loss.metric_sum(be, outputs, yb) if metric else 0
                 else:  # the ranks' numbers come summed with the gradients, and all stop together
-                    value, step_metric, stop = plan.sync.step(model, xb, yb, plan.loss, optimizer, rows, check,
+                    value, step_metric, stop = plan.sync.step(model, xb, yb, plan.loss, rows, check,
                                                                interrupt.requested)  # fmt: skip
             except TrainingDiverged:
                 _restore(model, snapshot)

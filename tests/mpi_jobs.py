@@ -15,6 +15,7 @@ from nnx.distributed import DataParallel
 OPTIMIZERS = {  # plain SGD: the ranks sum their partial steps (WeightAllReduce); momentum: their gradients
     "sgd": lambda: nnx.SGD(0.1),
     "momentum": lambda: nnx.SGD(0.05, momentum=0.9),
+    "decay": lambda: nnx.SGD(0.1, weight_decay=0.5),  # the weights all-reduced; the decay on rank 0 alone
 }
 
 
@@ -96,6 +97,7 @@ def main(job: str, out: str) -> None:
                       distributed=dp)  # fmt: skip
         except nnx.errors.TrainingDiverged as exc:
             Path(out, f"diverge-rank{dp.rank}.txt").write_text(str(exc))
+            np.savez(target, **model.get_weights())
     else:
         raise SystemExit(f"unknown job {job!r}")
 

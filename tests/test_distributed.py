@@ -41,7 +41,7 @@ def single_process(batch_size: int, optimizer: str = "sgd"):
     "batch_size",
     [64, 65, 479],  # shares 32/32; 33/32 (uneven); and an epoch whose last batch of 1 row leaves a rank empty
 )
-@pytest.mark.parametrize("optimizer", ["sgd", "momentum"])  # the weights all-reduced; the gradients
+@pytest.mark.parametrize("optimizer", ["sgd", "momentum", "decay"])  # weights, gradients, weights all-reduced
 def test_two_ranks_reproduce_one_process_and_report_the_global_numbers(tmp_path, batch_size, optimizer):
     job = f"equal-{batch_size}-{optimizer}"
     result = mpirun(2, sys.executable, "-m", "tests.mpi_jobs", job, str(tmp_path))
@@ -79,6 +79,10 @@ def test_a_nan_on_one_rank_stops_every_rank_with_training_diverged(tmp_path):
     assert result.returncode == 0, result.stderr
     messages = [(tmp_path / f"diverge-rank{r}.txt").read_text() for r in (0, 1)]
     assert messages[0] == messages[1] and "NaN or Inf in epoch 1 by step" in messages[0]  # the same step
+    ranks = [np.load(tmp_path / f"diverge-2-rank{r}.npz") for r in (0, 1)]  # the epoch's start, restored
+    for name in ranks[0].files:
+        assert np.isfinite(ranks[0][name]).all()
+        np.testing.assert_array_equal(ranks[1][name], ranks[0][name])
 
 
 def test_weights_that_drift_apart_are_detected_on_every_rank(tmp_path):

@@ -229,9 +229,10 @@ class HalfWeighted(nnx.SparseCategoricalCrossentropy):
 
 @pytest.mark.parametrize("weight_decay", [0.0, 0.01])
 def test_partial_steps_on_two_halves_of_a_batch_sum_to_the_step_on_the_whole(rng, weight_decay):
-    """What data-parallel ranks do with plain SGD: p/2 − lr·½g_a and p/2 − lr·½g_b sum to
-    p − lr·g, g the mean gradient of the whole batch: through Dense's gemm (no weight decay) and
-    through the gradients themselves (weight decay; LayerNorm's parameters in either case)."""
+    """What data-parallel ranks do with plain SGD: rank 0's step p − lr·½g_a and the other's part
+    −lr·½g_b (keep=0) sum to p − lr·g, g the mean gradient of the whole batch: through Dense's gemm
+    (no weight decay) and through the gradients themselves (weight decay; LayerNorm's parameters
+    in either case)."""
 
     def model():
         layers = [nnx.Dense(5, 8), nnx.LayerNorm(8), nnx.ReLU(), nnx.Dense(8, 3)]
@@ -241,9 +242,10 @@ def test_partial_steps_on_two_halves_of_a_batch_sum_to_the_step_on_the_whole(rng
     whole = model()
     nnx.train_step(whole, x, y, nnx.SparseCategoricalCrossentropy(), nnx.SGD(0.2, weight_decay=weight_decay))
     halves = []
-    for rows in (slice(0, 5), slice(5, 10)):
+    for rows, keep in ((slice(0, 5), 1.0), (slice(5, 10), 0.0)):
         part, optimizer = model(), nnx.SGD(0.2, weight_decay=weight_decay)
-        nnx.train_step(part, x[rows], y[rows], HalfWeighted(), optimizer, update=lambda m, o=optimizer: o.step(m, 0.5))
+        step = lambda m, o=optimizer, k=keep: o.step(m, k)  # noqa: E731
+        nnx.train_step(part, x[rows], y[rows], HalfWeighted(), optimizer, update=step)
         halves.append(part.get_weights())
     for name, w in whole.get_weights().items():
         np.testing.assert_allclose(halves[0][name] + halves[1][name], w, rtol=1e-12, atol=1e-14, err_msg=name)
