@@ -204,8 +204,9 @@ class Backend(ExtraKernels):
 
     def sgd_matmul_update(self, param: Array, a: Array, b: Array, lr: float, scratch: Array, keep: float = 1.0) -> None:
         """param ← keep·param − lr·(a @ b), in place: a gradient descent step whose gradient is a
-        product, such as W ← W − lr·Xᵀ·dY (keep ≠ 1: a data-parallel rank's part of a step). a: (M, K),
-        b: (K, N), param and scratch: (M, N); ``scratch`` may be overwritten (here it receives a @ b)."""
+        product, such as W ← W − lr·Xᵀ·dY (keep ≠ 1: decoupled weight decay, or 0 for a data-parallel
+        rank's part of a step). a: (M, K), b: (K, N), param and scratch: (M, N); ``scratch`` may be
+        overwritten (here it receives a @ b)."""
         self.matmul(a, b, scratch)
         if keep != 1.0:
             param *= keep

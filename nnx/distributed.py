@@ -22,8 +22,8 @@ loss, the metric's sum and a stop flag:
   all-reduced, and the pass that writes the gradients and the one that reads them back are saved.
 
 Either way the weights stay identical across ranks; a checksum compares them every epoch (with
-WeightAllReduce, weights that drift apart on one rank are averaged in, 1/R of the drift on every
-rank, rather than detected).
+WeightAllReduce, a change made behind nnx's back is not detected: on rank 0 it reaches every
+rank at the next step, on another rank it is overwritten).
 """
 
 from __future__ import annotations

@@ -9,9 +9,9 @@ of ``backend.update_chunk`` elements (the whole array on a GPU), so that on the 
 stay in the L2 cache across the kernels' passes.
 
 Plain SGD (no momentum, no weight decay) also takes a gradient that backward left as a product
-a·b (``Layer.grad_factors``: a Dense weight's xᵀ·dy) as one gemm, p ← p − lr·a·b (with an L2
-penalty c, p ← (1 − lr·c)·p − lr·a·b), without writing the gradient: the only place where that
-decision is made is ``folds_products``. The steps of SGD without momentum add up
+a·b (``Layer.grad_factors``: a Dense weight's xᵀ·dy) as one gemm, p ← p − lr·a·b, without
+writing the gradient (not with an L2 penalty): the only place where that decision is made is
+``folds_products``. The steps of SGD without momentum add up
 (``steps_add_up``): data-parallel ranks each take their part of a step, with the same gemm where
 it folds, and sum the weights (nnx.distributed).
 
@@ -66,8 +66,10 @@ class Optimizer:
     the module docstring), e.g. 0.999.
 
     ``l2`` holds L2 penalties by parameter name ("layers.0.W": c): the step then takes the gradient
-    g + c·p, that of the loss plus (c/2)·‖p‖², inside its kernel, without writing it (scikit-learn's
-    ``alpha``, as nnx.sklearn sets it every step). Empty at first.
+    g + c·p, that of the loss plus (c/2)·‖p‖², without a pass of its own (inside the update kernel;
+    the NumPy fallback of the kernels leaves g + c·p in the gradient), after the gradient hooks,
+    so clipping does not see it (scikit-learn's ``alpha``, as nnx.sklearn sets it every step).
+    Empty at first; a name that is no parameter raises ConfigError at the step.
     """
 
     slot_names: tuple[str, ...] = ()  # per-parameter state, zeros at first, saved in checkpoints
@@ -88,6 +90,7 @@ class Optimizer:
         self._scratch: dict[str, Array] = {}
         self._plan: list[tuple[Any, list[tuple[Any, ...]]]] = []
         self._plan_for: tuple[int, int] | None = None
+        self._names: frozenset[str] = frozenset()  # the plan's parameter names
 
     @property
     def folds_products(self) -> bool:
@@ -108,17 +111,19 @@ class Optimizer:
         ``steps_add_up``)."""
         if keep != 1.0 and not self.steps_add_up:
             raise ConfigError(f"{type(self).__name__} with these settings cannot take a partial step (keep={keep!r})")
+        plan = self._parameters_of(model)
+        if self.l2 and not self.l2.keys() <= self._names:
+            raise ConfigError(f"l2 names parameters that the model lacks: {sorted(self.l2.keys() - self._names)}")
         self.t += 1
         backend = model.backend
         fold = self.folds_products
         decay = 1.0 - self.lr * self.weight_decay
-        for layer, entries in self._parameters_of(model):
+        for layer, entries in plan:
             factors = layer.grad_factors() if fold else {}
             for key, name, p, p_rows, scratch, scratch_rows in entries:
                 l2 = self.l2.get(name, 0.0) if self.l2 else 0.0
-                if key in factors:  # p ← (decay − lr·l2)·p − lr·a·b; a bias (M,) is updated as a (1, M) row
-                    shrink = keep * (decay - self.lr * l2)
-                    backend.sgd_matmul_update(p_rows, *factors[key], self.lr, scratch_rows, shrink)
+                if key in factors and not l2:  # p ← decay·p − lr·a·b; a bias (M,) is updated as a (1, M) row
+                    backend.sgd_matmul_update(p_rows, *factors[key], self.lr, scratch_rows, keep * decay)
                 else:  # keep scales every term in p
                     self._update_in_chunks(backend, layer.grads[key], name, p, scratch, keep * decay, keep * l2)
                 if self.ema is not None:
@@ -180,6 +185,7 @@ class Optimizer:
                     entries.append((key, name, p, rows(p), scratch, rows(scratch)))
                 self._plan.append((layer, entries))
             self._plan_for = (id(model), model.build_id)
+            self._names = frozenset(name for _, entries in self._plan for _, name, *_ in entries)
         return self._plan
 
     def update(
@@ -252,9 +258,12 @@ class SGD(Optimizer):
         self, backend: Backend, p: Array, g: Array, slots: dict[str, Array], scratch: Array, decay: float, l2: float
     ) -> None:
         if not self.momentum:  # p ← decay·p − lr·(g + l2·p)
-            shrink = decay - self.lr * l2
-            if shrink != 1.0:
-                p *= shrink
+            if l2:  # the penalty's gradient, not 1 − lr·l2 in p's factor: float32 would round it to 1
+                backend.xp.multiply(p, l2, out=scratch)
+                scratch += g
+                g = scratch
+            if decay != 1.0:
+                p *= decay
             backend.sgd_update(p, g, self.lr, scratch)
             return
         step = MomentumStep(self.lr, self.momentum, self.nesterov, decay, self.flush_now, l2)

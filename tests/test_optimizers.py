@@ -227,23 +227,25 @@ class HalfWeighted(nnx.SparseCategoricalCrossentropy):
         return value, grad
 
 
-@pytest.mark.parametrize("weight_decay", [0.0, 0.01])
-def test_partial_steps_on_two_halves_of_a_batch_sum_to_the_step_on_the_whole(rng, weight_decay):
+@pytest.mark.parametrize("weight_decay, l2", [(0.0, 0.0), (0.01, 0.0), (0.0, 0.05)])
+def test_partial_steps_on_two_halves_of_a_batch_sum_to_the_step_on_the_whole(rng, weight_decay, l2):
     """What data-parallel ranks do with plain SGD: rank 0's step p − lr·½g_a and the other's part
     −lr·½g_b (keep=0) sum to p − lr·g, g the mean gradient of the whole batch: through Dense's gemm
-    (no weight decay) and through the gradients themselves (weight decay; LayerNorm's parameters
-    in either case)."""
+    (no weight decay) and through the gradients themselves (weight decay, an L2 penalty on the
+    first weight; LayerNorm's parameters in every case)."""
 
     def model():
         layers = [nnx.Dense(5, 8), nnx.LayerNorm(8), nnx.ReLU(), nnx.Dense(8, 3)]
         return nnx.Sequential(*layers, backend="numpy", dtype="float64", seed=1)
 
     x, y = rng.standard_normal((10, 5)), rng.integers(0, 3, 10)
-    whole = model()
-    nnx.train_step(whole, x, y, nnx.SparseCategoricalCrossentropy(), nnx.SGD(0.2, weight_decay=weight_decay))
+    whole, optimizer = model(), nnx.SGD(0.2, weight_decay=weight_decay)
+    optimizer.l2 = {"layers.0.W": l2} if l2 else {}
+    nnx.train_step(whole, x, y, nnx.SparseCategoricalCrossentropy(), optimizer)
     halves = []
     for rows, keep in ((slice(0, 5), 1.0), (slice(5, 10), 0.0)):
         part, optimizer = model(), nnx.SGD(0.2, weight_decay=weight_decay)
+        optimizer.l2 = {"layers.0.W": l2} if l2 else {}
         step = lambda m, o=optimizer, k=keep: o.step(m, k)  # noqa: E731
         nnx.train_step(part, x[rows], y[rows], HalfWeighted(), optimizer, update=step)
         halves.append(part.get_weights())
@@ -251,39 +253,46 @@ def test_partial_steps_on_two_halves_of_a_batch_sum_to_the_step_on_the_whole(rng
         np.testing.assert_allclose(halves[0][name] + halves[1][name], w, rtol=1e-12, atol=1e-14, err_msg=name)
 
 
+@pytest.mark.parametrize("dtype, tol", [("float64", 1e-12), ("float32", 1e-5)])
 @pytest.mark.parametrize(
     "make",
     [lambda: nnx.SGD(0.1), lambda: nnx.SGD(0.1, momentum=0.9, nesterov=True), lambda: nnx.Adam(0.01)],
     ids=["sgd", "nesterov", "adam"],
 )
-def test_an_l2_penalty_steps_as_if_its_gradient_were_added(make):
-    """optimizer.l2 = {name: c}: the step of g + c·p (through Dense's gemm for plain SGD, the update
-    kernels otherwise); a parameter not named takes no penalty."""
+def test_an_l2_penalty_steps_as_if_its_gradient_were_added(make, dtype, tol):
+    """optimizer.l2 = {name: c}: the step of g + c·p (plain SGD through the gradient, the update
+    kernels otherwise), with a penalty small enough that 1 − lr·c rounds to 1 in float32."""
+    c = 1e-7
 
     def model():
-        return nnx.Sequential(nnx.Dense(5, 8), nnx.ReLU(), nnx.Dense(8, 3), backend="numpy", dtype="float64", seed=2)
+        layers = [nnx.Dense(5, 8), nnx.ReLU(), nnx.Dense(8, 3)]
+        return nnx.Sequential(*layers, backend="numpy", dtype=dtype, seed=2)
 
     def add_penalty(m):  # the gradient of (c/2)·‖W‖², written into the gradient
-        m.layers[0].grads["W"] += 0.3 * m.layers[0].params["W"]
+        m.layers[0].grads["W"] += c * m.layers[0].params["W"]
 
     rng = np.random.default_rng(5)
     x, y = rng.standard_normal((12, 5)), rng.integers(0, 3, 12)
     loss = nnx.SparseCategoricalCrossentropy()
-    penalised, explicit = model(), model()
-    with_l2, with_hook = make(), make()
-    with_l2.l2 = {"layers.0.W": 0.3}
+    penalised, explicit, unpenalised = model(), model(), model()
+    with_l2, with_hook, without = make(), make(), make()
+    with_l2.l2 = {"layers.0.W": c}
     with_hook.gradient_hooks.append(add_penalty)
     for _ in range(3):
-        nnx.train_step(penalised, x, y, loss, with_l2)
-        nnx.train_step(explicit, x, y, loss, with_hook)
-    for name, w in explicit.get_weights().items():
-        np.testing.assert_allclose(penalised.get_weights()[name], w, rtol=1e-12, atol=1e-14, err_msg=name)
-    plain, optimizer = model(), make()
-    optimizer.l2 = {"layers.1.W": 0.3}  # no such parameter: no penalty
-    for _ in range(3):
-        nnx.train_step(plain, x, y, loss, optimizer)
-    unpenalised, optimizer = model(), make()
-    for _ in range(3):
-        nnx.train_step(unpenalised, x, y, loss, optimizer)
-    np.testing.assert_array_equal(plain.get_weights()["layers.0.W"], unpenalised.get_weights()["layers.0.W"])
-    assert not np.allclose(plain.get_weights()["layers.0.W"], penalised.get_weights()["layers.0.W"])
+        for m, optimizer in ((penalised, with_l2), (explicit, with_hook), (unpenalised, without)):
+            nnx.train_step(m, x, y, loss, optimizer)
+    w, w_explicit, w_without = (m.get_weights()["layers.0.W"] for m in (penalised, explicit, unpenalised))
+    np.testing.assert_allclose(w, w_explicit, rtol=tol, atol=tol)
+    np.testing.assert_allclose(w - w_without, w_explicit - w_without, rtol=0.01, atol=1e-12)
+    assert np.abs(w - w_without).max() > 0  # the penalty moved the weights
+
+
+def test_an_l2_penalty_on_no_such_parameter_is_refused_before_the_step(rng):
+    model = nnx.Sequential(nnx.Dense(4, 3), backend="numpy", seed=0)
+    optimizer = nnx.SGD(0.1)
+    optimizer.l2 = {"layers.0.W": 1e-3, "layers.1.W": 1e-3}  # layer 1 does not exist
+    before = model.get_weights()
+    with pytest.raises(ConfigError, match=r"l2 names parameters that the model lacks: \['layers.1.W'\]"):
+        nnx.train_step(model, rng.standard_normal((6, 4)), rng.integers(0, 3, 6), nnx.SparseCategoricalCrossentropy(),
+                       optimizer)  # fmt: skip
+    assert optimizer.t == 0 and all(np.array_equal(w, before[k]) for k, w in model.get_weights().items())
