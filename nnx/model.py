@@ -143,28 +143,32 @@ class Sequential:
         """A new flat array that holds every parameter's gradient as a view, in the order of
         ``parameters()``, and ``spare`` more entries at its end; the layers keep their gradients
         there from now on. (N,) of the model's dtype, zeros."""
-        shapes = [(layer, k, p.shape, int(p.size)) for _, layer in self.named_layers() for k, p in layer.params.items()]
-        flat = self.backend.zeros((sum(size for *_, size in shapes) + spare,), self.dtype)
-        offset = 0
-        for layer, key, shape, size in shapes:
-            layer.bind_grads({key: flat[offset : offset + size].reshape(shape)})
-            offset += size
+        flat, views = self._flat_views(spare)
+        for layer, key, _, view in views:
+            layer.bind_grads({key: view})
         return flat
 
     def parameter_buffer(self, spare: int = 0) -> Array:
         """A new flat array that holds every parameter as a view, in the order of ``parameters()``,
         and ``spare`` more entries (zeros) at its end; the layers keep their parameters there from
         now on (the values are copied in). (N,) of the model's dtype."""
-        shapes = [(layer, k, p) for _, layer in self.named_layers() for k, p in layer.params.items()]
-        flat = self.backend.zeros((sum(int(p.size) for *_, p in shapes) + spare,), self.dtype)
-        offset = 0
-        for layer, key, p in shapes:
-            view = flat[offset : offset + p.size].reshape(p.shape)
+        flat, views = self._flat_views(spare)
+        for layer, key, p, view in views:
             self.backend.copy_into(view, p)
             layer.params[key] = view
-            offset += p.size
         self.build_id = next(_BUILDS)  # new parameter arrays: optimizers look them up again
         return flat
+
+    def _flat_views(self, spare: int) -> tuple[Array, list[tuple[Layer, str, Array, Array]]]:
+        """A zeroed (N + spare,) array and, for every parameter p of every layer, (layer, key, p,
+        the view of the array shaped like p), in the order of ``parameters()``."""
+        params = [(layer, key, p) for _, layer in self.named_layers() for key, p in layer.params.items()]
+        flat = self.backend.zeros((sum(int(p.size) for *_, p in params) + spare,), self.dtype)
+        views, offset = [], 0
+        for layer, key, p in params:
+            views.append((layer, key, p, flat[offset : offset + p.size].reshape(p.shape)))
+            offset += p.size
+        return flat, views
 
     def count_params(self) -> int:
         """The number of trainable numbers."""
