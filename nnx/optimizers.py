@@ -66,8 +66,8 @@ class Optimizer:
     the module docstring), e.g. 0.999.
 
     ``l2`` holds L2 penalties by parameter name ("layers.0.W": c): the step then takes the gradient
-    g + c·p, that of the loss plus (c/2)·‖p‖², without a pass of its own (inside the update kernel;
-    the NumPy fallback of the kernels leaves g + c·p in the gradient), after the gradient hooks,
+    g + c·p, that of the loss plus (c/2)·‖p‖²: inside the update kernel for Adam and momentum (whose
+    NumPy fallback leaves g + c·p in the gradient), in scratch for plain SGD; after the gradient hooks,
     so clipping does not see it (scikit-learn's ``alpha``, as nnx.sklearn sets it every step).
     Empty at first; a name that is no parameter raises ConfigError at the step.
     """

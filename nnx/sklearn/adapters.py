@@ -57,8 +57,8 @@ class SklearnLoss(Loss):
 class L2Gradient:
     """A gradient hook (between backward and the step): the gradient of alpha's penalty, alpha/N·W
     for every Dense weight (``names``), not the biases, N the rows of the batch that ``loss`` saw
-    last. It sets the optimizer's L2 penalties (Optimizer.l2), which its step adds inside its
-    kernel, without a pass of its own over the weights."""
+    last. It sets the optimizer's L2 penalties (Optimizer.l2), which its step adds to the gradient
+    (inside the update kernel with Adam or momentum)."""
 
     def __init__(self, alpha: float, loss: SklearnLoss, optimizer: Optimizer, names: list[str]) -> None:
         self.alpha, self.loss, self.optimizer, self.names = alpha, loss, optimizer, names
