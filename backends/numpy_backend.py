@@ -27,7 +27,12 @@ _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
 def _contiguous(dtype: np.dtype, *arrays: Array) -> bool:
     """Whether every array is a C-contiguous NumPy array of ``dtype``, a float type the kernels know."""
-    return dtype in _FLOATS and all(type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous for a in arrays)
+    if dtype not in _FLOATS:
+        return False
+    for a in arrays:  # noqa: SIM110 (a loop, not all() over a generator: this runs several times a step)
+        if type(a) is not np.ndarray or a.dtype != dtype or not a.flags.c_contiguous:
+            return False
+    return True
 
 
 class NumpyBackend(Backend):

@@ -91,6 +91,7 @@ class Optimizer:
         self._plan: list[tuple[Any, list[tuple[Any, ...]]]] = []
         self._plan_for: tuple[int, int] | None = None
         self._names: frozenset[str] = frozenset()  # the plan's parameter names
+        self._pieces: dict[str, tuple[Array, list[Any]]] = {}  # by name: (its gradient, _cut's pieces)
 
     @property
     def folds_products(self) -> bool:
@@ -137,12 +138,26 @@ class Optimizer:
     def _update_in_chunks(
         self, backend: Backend, g: Array, name: str, p: Array, scratch: Array, decay: float, l2: float
     ) -> None:
-        slots = {s: self._array(self.state.setdefault(name, {}), s, p, backend.zeros) for s in self.slot_names}
+        cut = self._pieces.get(name)
+        if cut is None or cut[0] is not g:  # new gradient arrays (a flat gradient buffer): cut anew
+            cut = self._pieces[name] = (g, self._cut(backend, g, name, p, scratch))
+        for pc, gc, sc, slots in cut[1]:
+            self.update(backend, pc, gc, slots, sc, decay, l2)
+
+    def _cut(
+        self, backend: Backend, g: Array, name: str, p: Array, scratch: Array
+    ) -> list[tuple[Array, Array, Array, dict[str, Array]]]:
+        """The pieces of ``backend.update_chunk`` elements in which a step walks a parameter:
+        [(p, g, scratch, {slot: state})], 1-D views made once, so that a step spends no time on them."""
+        state = self.state.setdefault(name, {})
+        slots = {s: self._array(state, s, p, backend.zeros) for s in self.slot_names}
         flat = [a.reshape(-1) for a in (p, g, scratch, *slots.values())]
         chunk = backend.update_chunk or p.size
+        pieces = []
         for lo in range(0, p.size, chunk):
-            pc, gc, sc, *state = (a[lo : lo + chunk] for a in flat)
-            self.update(backend, pc, gc, dict(zip(slots, state, strict=True)), sc, decay, l2)
+            pc, gc, sc, *views = (a[lo : lo + chunk] for a in flat)
+            pieces.append((pc, gc, sc, dict(zip(slots, views, strict=True))))
+        return pieces
 
     def _average(self, backend: Backend, name: str, p: Array, scratch: Array) -> None:
         """a ← a + (1 − β_t)·(p − a), in place (the first call starts a at p)."""
@@ -176,6 +191,7 @@ class Optimizer:
         on names, views or look-ups."""
         if self._plan_for != (id(model), model.build_id):
             self._plan = []
+            self._pieces.clear()
             for prefix, layer in model.named_layers():
                 entries = []
                 for key, p in layer.params.items():
@@ -215,6 +231,7 @@ class Optimizer:
         """Restore what ``state_arrays`` returned (host or device arrays) and the step count."""
         self.t = t
         self.state = {}
+        self._pieces.clear()
         for key, value in arrays.items():
             pname, slot = key.rsplit(".", 1)
             self.state.setdefault(pname, {})[slot] = backend.asarray(value)
@@ -292,14 +309,20 @@ class Adam(Optimizer):
         self.beta1 = check_fraction(beta1, "beta1")
         self.beta2 = check_fraction(beta2, "beta2")
         self.eps = check_positive(eps, "eps")
+        self._steps: dict[tuple[float, float], AdamStep] = {}  # this step's scalars by (decay, l2)
+        self._steps_for: tuple[int, float] | None = None  # (t, lr) of those
 
     def update(
         self, backend: Backend, p: Array, g: Array, slots: dict[str, Array], scratch: Array, decay: float, l2: float
     ) -> None:
-        # Bias correction folded into the step size: m̂/(√v̂ + ε) = (√c2/c1)·m/(√v + ε√c2).
-        c1, c2 = 1.0 - self.beta1**self.t, 1.0 - self.beta2**self.t
-        lr, eps = self.lr * math.sqrt(c2) / c1, self.eps * math.sqrt(c2)
-        step = AdamStep(lr, self.beta1, self.beta2, eps, decay, self.flush_now, l2)
+        if self._steps_for != (self.t, self.lr):  # the scalars change once a step, not per parameter
+            self._steps, self._steps_for = {}, (self.t, self.lr)
+        step = self._steps.get((decay, l2))
+        if step is None:
+            # Bias correction folded into the step size: m̂/(√v̂ + ε) = (√c2/c1)·m/(√v + ε√c2).
+            c1, c2 = 1.0 - self.beta1**self.t, 1.0 - self.beta2**self.t
+            lr, eps = self.lr * math.sqrt(c2) / c1, self.eps * math.sqrt(c2)
+            step = self._steps[decay, l2] = AdamStep(lr, self.beta1, self.beta2, eps, decay, self.flush_now, l2)
         backend.adam_update(p, g, slots["m"], slots["v"], step, scratch)
 
     def config(self) -> dict[str, Any]:
