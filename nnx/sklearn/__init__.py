@@ -14,13 +14,14 @@ error, whose gradient sums over the outputs), alpha's L2 penalty on the weights 
 added to the loss and its gradient, ``batch_size="auto"`` = min(200, n), ``tol`` with
 ``n_iter_no_change`` on the training loss or, with ``early_stopping``, on the validation score
 (accuracy or R² of a held-out ``validation_fraction``, stratified for a classifier; the best
-weights are restored), ``warm_start``, ``partial_fit``, and the fitted attributes.
+weights are restored), ``warm_start``, ``partial_fit``, the fitted attributes, and the initial
+weights: Glorot uniform, weights and biases, drawn from ``random_state`` in scikit-learn's order,
+so that both estimators start from the same numbers (but for a binary classifier's output layer).
 
 Where they differ from scikit-learn's MLP:
     - solver "lbfgs", learning_rate "invscaling" and "adaptive", sparse inputs and
       ``sample_weight`` are not supported (``power_t`` and ``max_fun``, which only those use, are
       accepted and ignored); a value nnx cannot honour raises ConfigError (a ValueError) in fit.
-    - The weights start as nnx's Dense starts them (He normal, zero biases), not Glorot uniform.
     - A binary classifier has two softmax outputs (``n_outputs_`` 2), not one logistic unit; the
       loss is the same. A multi-label one has one logistic output per label, as scikit-learn's.
     - Adam adds ``epsilon`` to the bias-corrected √v̂ (Kingma & Ba's algorithm), scikit-learn to √v.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -177,7 +178,7 @@ class MLPBase(BaseEstimator):
         X, targets, n_outputs = self._targets(X, y, first, incremental)
         rng = check_random_state(self.random_state)
         if first:
-            self._initialize(X.shape[1], n_outputs, int(rng.randint(np.iinfo(np.int32).max)))
+            self._initialize(X.shape[1], n_outputs, rng)
         elif n_outputs != self.n_outputs_:
             raise ValueError(f"y has {n_outputs} outputs; this estimator was fitted with {self.n_outputs_}")
         if not incremental or not hasattr(self, "_optimizer"):
@@ -224,10 +225,19 @@ class MLPBase(BaseEstimator):
             self.model_.set_weights(self._best_weights)
         return self
 
-    def _initialize(self, n_features: int, n_outputs: int, seed: int) -> None:
+    def _initialize(self, n_features: int, n_outputs: int, rng: np.random.RandomState) -> None:
+        weights = self._initial_weights(n_features, n_outputs, rng)
+        seed = int(rng.randint(np.iinfo(np.int32).max))  # the shuffling's and dropout's
         self.model_ = Sequential(
             *self._layers(n_features, n_outputs), backend=self.backend, seed=seed, dtype=str(self.dtype)
         )
+        names = [
+            f"{prefix}.{key}"
+            for prefix, layer in self.model_.named_layers()
+            if isinstance(layer, Dense)
+            for key in "Wb"
+        ]
+        self.model_.set_weights(dict(zip(names, weights, strict=True)))
         self.n_outputs_ = n_outputs
         self.n_layers_ = len(self._hidden()) + 2
         self.t_ = 0
@@ -242,6 +252,20 @@ class MLPBase(BaseEstimator):
         else:
             self.validation_scores_ = self.best_validation_score_ = None
             self.best_loss_ = np.inf
+
+    def _initial_weights(self, n_features: int, n_outputs: int, rng: np.random.RandomState) -> list[np.ndarray]:
+        """scikit-learn's initialization, drawn from ``rng`` as scikit-learn draws it: for each Dense
+        layer, W (in, out) and then b (out,) uniform in ±√(f/(in + out)), f = 2 for "logistic" and 6
+        otherwise (Glorot & Bengio). From the same random_state, these are scikit-learn's initial
+        coefs_ and intercepts_ wherever the layers' shapes agree (all but a binary classifier, which
+        has one logistic output there and two softmax outputs here). [W, b, W, b, ...], float64."""
+        factor = 2.0 if self.activation == "logistic" else 6.0
+        widths = [n_features, *self._hidden(), n_outputs]
+        arrays = []
+        for fan_in, fan_out in pairwise(widths):
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            arrays += [rng.uniform(-bound, bound, (fan_in, fan_out)), rng.uniform(-bound, bound, fan_out)]
+        return arrays
 
     def _validation_split(self, X: np.ndarray, targets: np.ndarray, y: Any, rng: np.random.RandomState) -> Any:
         """(X_train, X_val, targets_train, y_val): scikit-learn's held-out split, stratified for a

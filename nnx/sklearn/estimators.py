@@ -107,8 +107,8 @@ class MLPClassifier(ClassifierMixin, MLPBase):
             return BinaryCrossentropy(), float(self.n_outputs_), float(self.n_outputs_)
         return SparseCategoricalCrossentropy(), 1.0, 1.0
 
-    def _initialize(self, n_features: int, n_outputs: int, seed: int) -> None:
-        super()._initialize(n_features, n_outputs, seed)
+    def _initialize(self, n_features: int, n_outputs: int, rng: np.random.RandomState) -> None:
+        super()._initialize(n_features, n_outputs, rng)
         self.out_activation_ = "logistic" if self._multilabel else "softmax"
 
     def _decode(self, targets: np.ndarray) -> np.ndarray:
@@ -168,8 +168,8 @@ class MLPRegressor(RegressorMixin, MLPBase):
         # scikit-learn: half the mean squared error, with the gradient (outputs - y)/N summed over outputs
         return MeanSquaredError(), 0.5, self.n_outputs_ / 2
 
-    def _initialize(self, n_features: int, n_outputs: int, seed: int) -> None:
-        super()._initialize(n_features, n_outputs, seed)
+    def _initialize(self, n_features: int, n_outputs: int, rng: np.random.RandomState) -> None:
+        super()._initialize(n_features, n_outputs, rng)
         self.out_activation_ = "identity"
 
     def _decode(self, targets: np.ndarray) -> np.ndarray:
