@@ -121,12 +121,19 @@ class Optimizer:
         decay = 1.0 - self.lr * self.weight_decay
         for layer, entries in plan:
             factors = layer.grad_factors() if fold else {}
+            grads = None
             for key, name, p, p_rows, scratch, scratch_rows in entries:
                 l2 = self.l2.get(name, 0.0) if self.l2 else 0.0
                 if key in factors and not l2:  # p ← decay·p − lr·a·b; a bias (M,) is updated as a (1, M) row
                     backend.sgd_matmul_update(p_rows, *factors[key], self.lr, scratch_rows, keep * decay)
                 else:  # keep scales every term in p
-                    self._update_in_chunks(backend, layer.grads[key], name, p, scratch, keep * decay, keep * l2)
+                    grads = grads or layer.grads
+                    g = grads[key]
+                    cut = self._pieces.get(name)
+                    if cut is None or cut[0] is not g:  # new gradient arrays (a flat gradient buffer): cut anew
+                        cut = self._pieces[name] = (g, self._cut(backend, g, name, p, scratch))
+                    for pc, gc, sc, slots in cut[1]:
+                        self.update(backend, pc, gc, slots, sc, keep * decay, keep * l2)
                 if self.ema is not None:
                     self._average(backend, name, p, scratch)
 
@@ -134,15 +141,6 @@ class Optimizer:
         """Count a step that this process has no part in (a data-parallel rank without rows in a
         batch), so that every rank's step count agrees."""
         self.t += 1
-
-    def _update_in_chunks(
-        self, backend: Backend, g: Array, name: str, p: Array, scratch: Array, decay: float, l2: float
-    ) -> None:
-        cut = self._pieces.get(name)
-        if cut is None or cut[0] is not g:  # new gradient arrays (a flat gradient buffer): cut anew
-            cut = self._pieces[name] = (g, self._cut(backend, g, name, p, scratch))
-        for pc, gc, sc, slots in cut[1]:
-            self.update(backend, pc, gc, slots, sc, decay, l2)
 
     def _cut(
         self, backend: Backend, g: Array, name: str, p: Array, scratch: Array
@@ -315,10 +313,10 @@ class Adam(Optimizer):
     def update(
         self, backend: Backend, p: Array, g: Array, slots: dict[str, Array], scratch: Array, decay: float, l2: float
     ) -> None:
-        if self._steps_for != (self.t, self.lr):  # the scalars change once a step, not per parameter
-            self._steps, self._steps_for = {}, (self.t, self.lr)
-        step = self._steps.get((decay, l2))
-        if step is None:
+        step = self._steps.get((decay, l2)) if self._steps_for == (self.t, self.lr) else None
+        if step is None:  # the scalars change once a step, not per parameter
+            if self._steps_for != (self.t, self.lr):
+                self._steps, self._steps_for = {}, (self.t, self.lr)
             # Bias correction folded into the step size: m̂/(√v̂ + ε) = (√c2/c1)·m/(√v + ε√c2).
             c1, c2 = 1.0 - self.beta1**self.t, 1.0 - self.beta2**self.t
             lr, eps = self.lr * math.sqrt(c2) / c1, self.eps * math.sqrt(c2)

@@ -220,6 +220,7 @@ def _fit_epoch(
     loss_sum = be.zeros((), np.float64)
     metric = plan.loss.metric
     metric_sum = be.zeros((), np.float64) if metric else None
+    listeners = [cb for cb in plan.callbacks if type(cb).on_progress is not Callback.on_progress]
     model.train(True)
     try:
         for step in range(steps):
@@ -254,11 +255,11 @@ def _fit_epoch(
             seen = step * batch_size + rows
             if metric_sum is not None:
                 metric_sum += step_metric
-            if check:
+            if check and listeners:
                 running = {"loss": float(loss_sum) / seen}
                 if metric_sum is not None:
                     running[metric] = float(metric_sum) / seen
-                for cb in plan.callbacks:
+                for cb in listeners:
                     cb.on_progress(epoch, seen, running)
             if stop if plan.sync is not None else interrupt.requested:
                 return None

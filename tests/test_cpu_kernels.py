@@ -4,6 +4,7 @@ where the code paths change, on the special values, and on memory they must refu
 from __future__ import annotations
 
 import os
+import platform
 
 import numpy as np
 import pytest
@@ -124,6 +125,24 @@ def test_compiled_optimizer_steps_are_bit_identical_to_the_numpy_ones(rng, dtype
         np.testing.assert_array_equal(a, b)
     if not l2:  # (with a penalty, the gradient of the first ten is no longer zero)
         assert not m1[:10].any() if flush else m1[:10].all()
+
+
+def test_the_adam_step_reads_and_writes_no_denormals_and_restores_the_callers_float_mode(rng):
+    """A weight whose loss gradient is 0 under an L2 penalty: (l2·p)² is a denormal float32
+    (about 1e-40). The compiled step treats it as 0 (x86's flush-to-zero, as TensorFlow's CPU
+    kernels run), the NumPy step keeps it: the parameters agree bit for bit, and v differs only
+    by the denormal. A denormal made after the step is a denormal again: the caller's mode is back."""
+    p, g = np.full(4, 2e-14, np.float32), np.zeros(4, np.float32)  # l2·p = 1e-20, squared 1e-40
+    m, v = np.zeros(4, np.float32), np.zeros(4, np.float32)
+    step = AdamStep(1e-3, 0.9, 0.999, 1e-8, 1.0, False, 5e-7)
+    (p1, m1, v1), (p2, m2, v2) = (p.copy(), m.copy(), v.copy()), (p.copy(), m.copy(), v.copy())
+    NUMPY.adam_update(p1, g.copy(), m1, v1, step, np.empty(4, np.float32))
+    PLAIN.adam_update(p2, g.copy(), m2, v2, step, np.empty(4, np.float32))
+    np.testing.assert_array_equal(p1, p2)
+    np.testing.assert_array_equal(m1, m2)
+    if platform.machine() in ("x86_64", "AMD64"):
+        assert not v1.any() and 0 < v2[0] < np.finfo(np.float32).tiny
+    assert np.float32(1e-20) * np.float32(1e-20) > 0  # still a denormal, not 0, after the step
 
 
 def test_optimizer_kernels_refuse_arrays_of_different_sizes():

@@ -46,8 +46,10 @@ class SklearnLoss(Loss):
         if self.value_scale != 1.0:
             value = value * self.value_scale
         if self.alpha:
-            xp = backend.xp
-            value = value + self.alpha / (2 * self.rows) * sum(xp.vdot(w, w) for w in self.weights)
+            squares = 0.0
+            for w in self.weights:
+                squares += backend.xp.vdot(w, w)
+            value = value + self.alpha / (2 * self.rows) * squares
         return value, grad
 
     def check_targets(self, targets: Any, outputs_shape: tuple[int, int], name: str = "targets") -> Any:
