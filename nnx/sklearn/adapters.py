@@ -1,10 +1,11 @@
 """What the estimators train with: scikit-learn's loss normalisation and L2 penalty on nnx's
-losses, the penalty's gradient hook, the per-epoch bookkeeping callback, the model as plain data
-(for pickling) and parameter checks."""
+losses, the penalty's gradient hook, the per-epoch bookkeeping callback with the stopping rule,
+scikit-learn's initial weights, the model as plain data (for pickling) and parameter checks."""
 
 from __future__ import annotations
 
 import numbers
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -91,7 +92,46 @@ class EpochEnd(Callback):
         est.loss_curve_.append(est.loss_)
         if est.verbose:
             print(f"Iteration {est.n_iter_}, loss = {est.loss_:.8f}")
-        self.stopped = self.model.stop_training = est._stalled(self.validation)
+        self.stopped = self.model.stop_training = self._stalled()
+
+    def _stalled(self) -> bool:
+        """scikit-learn's stopping rule after an epoch: True when the training loss (or, with early
+        stopping, the score of the validation pair) has not improved by tol for n_iter_no_change epochs."""
+        est = self.estimator
+        if self.validation is not None:
+            score = est.score(*self.validation)
+            est.validation_scores_.append(score)
+            if est.verbose:
+                print(f"Validation score: {score:f}")
+            improved = score >= est.best_validation_score_ + est.tol
+            if score > est.best_validation_score_:
+                est.best_validation_score_ = score
+                est._best_weights = est.model_.get_weights()
+        else:
+            improved = est.loss_ <= est.best_loss_ - est.tol
+            est.best_loss_ = min(est.best_loss_, est.loss_)
+        est._no_improvement_count = 0 if improved else est._no_improvement_count + 1
+        if est._no_improvement_count <= est.n_iter_no_change:
+            return False
+        if est.verbose:
+            what = "Validation score" if self.validation is not None else "Training loss"
+            print(f"{what} did not improve more than tol={est.tol:f} for {est.n_iter_no_change} consecutive epochs.")
+        return True
+
+
+def glorot_uniform(widths: list[int], activation: str, rng: np.random.RandomState) -> list[np.ndarray]:
+    """scikit-learn's MLP initialization, drawn from ``rng`` as scikit-learn draws it, for Dense
+    layers of these widths (inputs, hidden..., outputs): for each layer, W (in, out) and then b (out,)
+    uniform in ±√(f/(in + out)), f = 2 for "logistic" and 6 otherwise (Glorot & Bengio). From the same
+    random_state, these are scikit-learn's initial coefs_ and intercepts_ wherever the layers' shapes
+    agree (all but a binary classifier, which has one logistic output there and two softmax outputs
+    in nnx.sklearn). [W, b, W, b, ...], float64."""
+    factor = 2.0 if activation == "logistic" else 6.0
+    arrays = []
+    for fan_in, fan_out in pairwise(widths):
+        bound = np.sqrt(factor / (fan_in + fan_out))
+        arrays += [rng.uniform(-bound, bound, (fan_in, fan_out)), rng.uniform(-bound, bound, fan_out)]
+    return arrays
 
 
 def freeze(model: Sequential) -> dict[str, Any]:

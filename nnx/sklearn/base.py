@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -22,7 +21,17 @@ from nnx.losses import Loss
 from nnx.model import DTYPES, Sequential
 from nnx.optimizers import SGD, Adam, Optimizer
 from nnx.schedules import Cosine
-from nnx.sklearn.adapters import EpochEnd, L2Gradient, SklearnLoss, check, freeze, is_int, is_number, rebuild
+from nnx.sklearn.adapters import (
+    EpochEnd,
+    L2Gradient,
+    SklearnLoss,
+    check,
+    freeze,
+    glorot_uniform,
+    is_int,
+    is_number,
+    rebuild,
+)
 
 ACTIVATIONS: dict[str, type[Layer] | None] = {"relu": ReLU, "tanh": Tanh, "logistic": Sigmoid, "identity": None}
 SOLVERS = ("adam", "sgd")
@@ -226,7 +235,7 @@ class MLPBase(BaseEstimator):
         return self
 
     def _initialize(self, n_features: int, n_outputs: int, rng: np.random.RandomState) -> None:
-        weights = self._initial_weights(n_features, n_outputs, rng)
+        weights = glorot_uniform([n_features, *self._hidden(), n_outputs], self.activation, rng)
         seed = int(rng.randint(np.iinfo(np.int32).max))  # the shuffling's and dropout's
         self.model_ = Sequential(
             *self._layers(n_features, n_outputs), backend=self.backend, seed=seed, dtype=str(self.dtype)
@@ -253,20 +262,6 @@ class MLPBase(BaseEstimator):
             self.validation_scores_ = self.best_validation_score_ = None
             self.best_loss_ = np.inf
 
-    def _initial_weights(self, n_features: int, n_outputs: int, rng: np.random.RandomState) -> list[np.ndarray]:
-        """scikit-learn's initialization, drawn from ``rng`` as scikit-learn draws it: for each Dense
-        layer, W (in, out) and then b (out,) uniform in ±√(f/(in + out)), f = 2 for "logistic" and 6
-        otherwise (Glorot & Bengio). From the same random_state, these are scikit-learn's initial
-        coefs_ and intercepts_ wherever the layers' shapes agree (all but a binary classifier, which
-        has one logistic output there and two softmax outputs here). [W, b, W, b, ...], float64."""
-        factor = 2.0 if self.activation == "logistic" else 6.0
-        widths = [n_features, *self._hidden(), n_outputs]
-        arrays = []
-        for fan_in, fan_out in pairwise(widths):
-            bound = np.sqrt(factor / (fan_in + fan_out))
-            arrays += [rng.uniform(-bound, bound, (fan_in, fan_out)), rng.uniform(-bound, bound, fan_out)]
-        return arrays
-
     def _validation_split(self, X: np.ndarray, targets: np.ndarray, y: Any, rng: np.random.RandomState) -> Any:
         """(X_train, X_val, targets_train, y_val): scikit-learn's held-out split, stratified for a
         single-output classifier; y_val as ``score`` takes it."""
@@ -283,29 +278,6 @@ class MLPBase(BaseEstimator):
     def _decode(self, targets: np.ndarray) -> np.ndarray:
         """Training targets as ``score`` takes them."""
         return targets
-
-    def _stalled(self, validation: tuple[Any, Any] | None) -> bool:
-        """scikit-learn's stopping rule after an epoch: True when the training loss (or, with early
-        stopping, the score of the ``validation`` pair) has not improved by tol for n_iter_no_change epochs."""
-        if validation is not None:
-            score = self.score(*validation)
-            self.validation_scores_.append(score)
-            if self.verbose:
-                print(f"Validation score: {score:f}")
-            improved = score >= self.best_validation_score_ + self.tol
-            if score > self.best_validation_score_:
-                self.best_validation_score_ = score
-                self._best_weights = self.model_.get_weights()
-        else:
-            improved = self.loss_ <= self.best_loss_ - self.tol
-            self.best_loss_ = min(self.best_loss_, self.loss_)
-        self._no_improvement_count = 0 if improved else self._no_improvement_count + 1
-        if self._no_improvement_count <= self.n_iter_no_change:
-            return False
-        if self.verbose:
-            what = "Validation score" if validation is not None else "Training loss"
-            print(f"{what} did not improve more than tol={self.tol:f} for {self.n_iter_no_change} consecutive epochs.")
-        return True
 
     # ---- predictions -------------------------------------------------------------------------
     def _outputs(self, X: Any) -> np.ndarray:
