@@ -24,7 +24,7 @@
 #include <Python.h>
 /* The SHA-256 of this file with this digest left out (backends/compiled.py checks the built module
  * against the source; tests/test_cpu_kernels.py says the new value after an edit). */
-#define NNX_SOURCE_SHA256 "1106288f38455ef4e8cf6219c70422d79cbe9b221b682f02ef8fea51a8b25eaa"
+#define NNX_SOURCE_SHA256 "0594d91a8eb79feb357366a7504b709a290d4dcde4478f7bf8c4db7438730ac0"
 #include <float.h>
 #include <math.h>
 #include <stdint.h>
@@ -127,8 +127,9 @@ DEFINE_XENT(xent_f32, xent_row_f32, float, VECTOR_CLONES)
 
 /* Rows narrower than a vector (a few classes) leave the loops over a row mostly scalar remainder,
  * so this walks blocks of rows instead: shift each row by its max, then the exponentials of the
- * whole block in one long vector loop, then each row's sum, scale and loss. Same results as
- * xent_row_f32 but for the order of each row's sum. */
+ * whole block in one long vector loop, then each row's sum, scale and loss. The results differ
+ * from xent_row_f32's by rounding only: each row's sum is taken in another order, and the loss
+ * takes one log of a block's product of row sums instead of a log per row. */
 #define NARROW_ROW 16
 #define NARROW_BLOCK 64
 VECTOR_CLONES static double xent_f32_narrow(const float *z, const int64_t *labels, float *d, Py_ssize_t n,
@@ -175,7 +176,7 @@ VECTOR_CLONES static double xent_f32_narrow(const float *z, const int64_t *label
             sums *= sum; /* each sum is in [1, c], so 64 of them stay below 16^64 */
             total -= (double)(zb[r * c + label] - maxima[r]);
         }
-        total += log(sums); /* one log per block: the sum of the rows' logs */
+        total += log(sums); /* one log per block: the sum of the rows' logs, but for rounding */
     }
     return total;
 }
@@ -339,7 +340,9 @@ static inline unsigned int denormals_off(void) {
     _mm_setcsr(csr | DENORMALS_OFF);
     return csr;
 }
-static inline void denormals_restore(unsigned int csr) { _mm_setcsr(csr); }
+static inline void denormals_restore(unsigned int csr) { /* the caller's modes, the step's flags */
+    _mm_setcsr((_mm_getcsr() & ~DENORMALS_OFF) | (csr & DENORMALS_OFF));
+}
 #else
 static inline unsigned int denormals_off(void) { return 0; }
 static inline void denormals_restore(unsigned int csr) { (void)csr; }
@@ -347,11 +350,12 @@ static inline void denormals_restore(unsigned int csr) { (void)csr; }
 
 #define FLUSH 0x1p-60 /* (x + FLUSH) - FLUSH is x, except that |x| below ~2^-84 becomes 0 */
 
-#define DEFINE_ADAM(NAME, T, SQRT)                                                                       \
+#define DEFINE_ADAM(NAME, T, SQRT, T_MIN)                                                                \
     VECTOR_CLONES static void NAME(T *p, const T *g, T *m, T *v, Py_ssize_t count, double lr, double b1, \
                                    double b2, double eps, double decay, int flush, double l2) {          \
         const T lr_ = (T)lr, b1_ = (T)b1, b2_ = (T)b2, c1 = (T)(1.0 - b1), c2 = (T)(1.0 - b2);           \
-        const T eps_ = (T)eps, decay_ = (T)decay, f = (T)FLUSH, l2_ = (T)l2;                             \
+        const T eps_ = (T)eps < T_MIN ? T_MIN : (T)eps; /* a denormal one would read as 0: 0/0 */       \
+        const T decay_ = (T)decay, f = (T)FLUSH, l2_ = (T)l2;                                            \
         _Pragma("omp simd")                                                                              \
         for (Py_ssize_t i = 0; i < count; i++) {                                                         \
             const T gi = l2 != 0.0 ? g[i] + l2_ * p[i] : g[i];                                           \
@@ -367,8 +371,8 @@ static inline void denormals_restore(unsigned int csr) { (void)csr; }
         }                                                                                                \
     }
 
-DEFINE_ADAM(adam_f32, float, sqrtf)
-DEFINE_ADAM(adam_f64, double, sqrt)
+DEFINE_ADAM(adam_f32, float, sqrtf, FLT_MIN)
+DEFINE_ADAM(adam_f64, double, sqrt, DBL_MIN)
 
 #define DEFINE_MOMENTUM(NAME, T)                                                                   \
     VECTOR_CLONES static void NAME(T *p, const T *g, T *v, Py_ssize_t count, double lr, double mu, \

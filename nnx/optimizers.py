@@ -91,7 +91,7 @@ class Optimizer:
         self._plan: list[tuple[Any, list[tuple[Any, ...]]]] = []
         self._plan_for: tuple[int, int] | None = None
         self._names: frozenset[str] = frozenset()  # the plan's parameter names
-        self._pieces: dict[str, tuple[Array, list[Any]]] = {}  # by name: (its gradient, _cut's pieces)
+        self._pieces: dict[str, tuple[tuple[Array, ...], list[Any]]] = {}  # by name: ((g, *state), pieces)
 
     @property
     def folds_products(self) -> bool:
@@ -128,11 +128,7 @@ class Optimizer:
                     backend.sgd_matmul_update(p_rows, *factors[key], self.lr, scratch_rows, keep * decay)
                 else:  # keep scales every term in p
                     grads = grads or layer.grads
-                    g = grads[key]
-                    cut = self._pieces.get(name)
-                    if cut is None or cut[0] is not g:  # new gradient arrays (a flat gradient buffer): cut anew
-                        cut = self._pieces[name] = (g, self._cut(backend, g, name, p, scratch))
-                    for pc, gc, sc, slots in cut[1]:
+                    for pc, gc, sc, slots in self._pieces_of(backend, grads[key], name, p, scratch):
                         self.update(backend, pc, gc, slots, sc, keep * decay, keep * l2)
                 if self.ema is not None:
                     self._average(backend, name, p, scratch)
@@ -142,20 +138,27 @@ class Optimizer:
         batch), so that every rank's step count agrees."""
         self.t += 1
 
-    def _cut(
+    def _pieces_of(
         self, backend: Backend, g: Array, name: str, p: Array, scratch: Array
     ) -> list[tuple[Array, Array, Array, dict[str, Array]]]:
         """The pieces of ``backend.update_chunk`` elements in which a step walks a parameter:
-        [(p, g, scratch, {slot: state})], 1-D views made once, so that a step spends no time on them."""
-        state = self.state.setdefault(name, {})
-        slots = {s: self._array(state, s, p, backend.zeros) for s in self.slot_names}
-        flat = [a.reshape(-1) for a in (p, g, scratch, *slots.values())]
-        chunk = backend.update_chunk or p.size
-        pieces = []
-        for lo in range(0, p.size, chunk):
-            pc, gc, sc, *views = (a[lo : lo + chunk] for a in flat)
-            pieces.append((pc, gc, sc, dict(zip(slots, views, strict=True))))
-        return pieces
+        [(p, g, scratch, {slot: state})], 1-D views made once and made again only where the
+        gradient or a state array is another object (a flat gradient buffer, ``state`` replaced),
+        so that a step spends no time on them. (A new p is a new model plan, which clears them.)"""
+        state = self.state.get(name, {})
+        sources = (g, *(state.get(s) for s in self.slot_names))
+        cut = self._pieces.get(name)
+        if cut is None or any(a is not b for a, b in zip(cut[0], sources, strict=True)):
+            state = self.state.setdefault(name, {})
+            slots = {s: self._array(state, s, p, backend.zeros) for s in self.slot_names}
+            flat = [a.reshape(-1) for a in (p, g, scratch, *slots.values())]
+            chunk = backend.update_chunk or p.size
+            pieces = []
+            for lo in range(0, p.size, chunk):
+                pc, gc, sc, *views = (a[lo : lo + chunk] for a in flat)
+                pieces.append((pc, gc, sc, dict(zip(slots, views, strict=True))))
+            cut = self._pieces[name] = ((g, *slots.values()), pieces)
+        return cut[1]
 
     def _average(self, backend: Backend, name: str, p: Array, scratch: Array) -> None:
         """a ← a + (1 − β_t)·(p − a), in place (the first call starts a at p)."""
@@ -229,7 +232,6 @@ class Optimizer:
         """Restore what ``state_arrays`` returned (host or device arrays) and the step count."""
         self.t = t
         self.state = {}
-        self._pieces.clear()
         for key, value in arrays.items():
             pname, slot = key.rsplit(".", 1)
             self.state.setdefault(pname, {})[slot] = backend.asarray(value)
@@ -308,15 +310,16 @@ class Adam(Optimizer):
         self.beta2 = check_fraction(beta2, "beta2")
         self.eps = check_positive(eps, "eps")
         self._steps: dict[tuple[float, float], AdamStep] = {}  # this step's scalars by (decay, l2)
-        self._steps_for: tuple[int, float] | None = None  # (t, lr) of those
+        self._steps_for: tuple[float, ...] | None = None  # (t, lr, beta1, beta2, eps) of those
 
     def update(
         self, backend: Backend, p: Array, g: Array, slots: dict[str, Array], scratch: Array, decay: float, l2: float
     ) -> None:
-        step = self._steps.get((decay, l2)) if self._steps_for == (self.t, self.lr) else None
+        now = (self.t, self.lr, self.beta1, self.beta2, self.eps)
+        step = self._steps.get((decay, l2)) if self._steps_for == now else None
         if step is None:  # the scalars change once a step, not per parameter
-            if self._steps_for != (self.t, self.lr):
-                self._steps, self._steps_for = {}, (self.t, self.lr)
+            if self._steps_for != now:
+                self._steps, self._steps_for = {}, now
             # Bias correction folded into the step size: m̂/(√v̂ + ε) = (√c2/c1)·m/(√v + ε√c2).
             c1, c2 = 1.0 - self.beta1**self.t, 1.0 - self.beta2**self.t
             lr, eps = self.lr * math.sqrt(c2) / c1, self.eps * math.sqrt(c2)

@@ -220,7 +220,7 @@ def _fit_epoch(
     loss_sum = be.zeros((), np.float64)
     metric = plan.loss.metric
     metric_sum = be.zeros((), np.float64) if metric else None
-    listeners = [cb for cb in plan.callbacks if type(cb).on_progress is not Callback.on_progress]
+    listeners = [cb for cb in plan.callbacks if getattr(cb.on_progress, "__func__", None) is not Callback.on_progress]
     model.train(True)
     try:
         for step in range(steps):

@@ -127,11 +127,13 @@ def test_compiled_optimizer_steps_are_bit_identical_to_the_numpy_ones(rng, dtype
         assert not m1[:10].any() if flush else m1[:10].all()
 
 
-def test_the_adam_step_reads_and_writes_no_denormals_and_restores_the_callers_float_mode(rng):
+def test_the_optimizer_steps_run_without_denormals_and_restore_the_callers_float_mode():
     """A weight whose loss gradient is 0 under an L2 penalty: (l2·p)² is a denormal float32
-    (about 1e-40). The compiled step treats it as 0 (x86's flush-to-zero, as TensorFlow's CPU
-    kernels run), the NumPy step keeps it: the parameters agree bit for bit, and v differs only
-    by the denormal. A denormal made after the step is a denormal again: the caller's mode is back."""
+    (about 1e-40). The compiled Adam step writes it as 0 (x86's flush-to-zero, as TensorFlow's CPU
+    kernels run), the NumPy step keeps it: the parameters agree bit for bit, and v differs only by
+    the denormal. A denormal gradient reads as 0 (momentum's velocity stays 0). A denormal made
+    after the steps is a denormal again: the caller's mode is back."""
+    x86 = platform.machine() in ("x86_64", "AMD64")
     p, g = np.full(4, 2e-14, np.float32), np.zeros(4, np.float32)  # l2·p = 1e-20, squared 1e-40
     m, v = np.zeros(4, np.float32), np.zeros(4, np.float32)
     step = AdamStep(1e-3, 0.9, 0.999, 1e-8, 1.0, False, 5e-7)
@@ -140,9 +142,28 @@ def test_the_adam_step_reads_and_writes_no_denormals_and_restores_the_callers_fl
     PLAIN.adam_update(p2, g.copy(), m2, v2, step, np.empty(4, np.float32))
     np.testing.assert_array_equal(p1, p2)
     np.testing.assert_array_equal(m1, m2)
-    if platform.machine() in ("x86_64", "AMD64"):
+    if x86:
         assert not v1.any() and 0 < v2[0] < np.finfo(np.float32).tiny
-    assert np.float32(1e-20) * np.float32(1e-20) > 0  # still a denormal, not 0, after the step
+    tiny = np.full(4, 1e-40, np.float32)  # a denormal gradient
+    p1, v1, p2, v2 = np.ones(4, np.float32), np.zeros(4, np.float32), np.ones(4, np.float32), np.zeros(4, np.float32)
+    momentum = MomentumStep(0.1, 0.9, False, 1.0, False, 0.0)
+    NUMPY.momentum_update(p1, tiny.copy(), v1, momentum, np.empty(4, np.float32))
+    PLAIN.momentum_update(p2, tiny.copy(), v2, momentum, np.empty(4, np.float32))
+    np.testing.assert_array_equal(p1, p2)  # 1 − 0.1·1e-40 rounds to 1 either way
+    if x86:
+        assert not v1.any() and (v2 == tiny).all()
+    assert np.float32(1e-20) * np.float32(1e-20) > 0  # still a denormal, not 0, after the steps
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_an_eps_below_the_smallest_normal_float_gives_no_nan(dtype):
+    """With denormals off, such an eps would read as 0 and make 0/0 where m = v = 0; the kernel
+    takes the smallest normal float instead, and the step matches NumPy's (no update)."""
+    eps = 1e-39 if dtype == "float32" else 1e-310
+    p, g, m, v = np.ones(4, dtype), np.zeros(4, dtype), np.zeros(4, dtype), np.zeros(4, dtype)
+    step = AdamStep(1e-3, 0.9, 0.999, eps, 1.0, False, 0.0)
+    NUMPY.adam_update(p, g, m, v, step, np.empty(4, dtype))
+    np.testing.assert_array_equal(p, np.ones(4, dtype))
 
 
 def test_optimizer_kernels_refuse_arrays_of_different_sizes():

@@ -352,6 +352,21 @@ def test_ctrl_c_says_which_epoch_it_stopped_in_or_after(digits, when, message):
     assert info.value.history.epoch == ([1] if when == "in_epoch" else [1, 2])
 
 
+def test_on_progress_reaches_a_callback_that_overrides_it_or_sets_it(digits):
+    (x, y), _ = digits
+    seen: list[int] = []
+
+    class Override(nnx.Callback):
+        def on_progress(self, epoch, seen_rows, logs):
+            seen.append(seen_rows)
+
+    assigned = nnx.Callback()
+    assigned.on_progress = lambda epoch, seen_rows, logs: seen.append(-seen_rows)
+    small().fit(x[:96], y[:96], loss=nnx.SparseCategoricalCrossentropy(), optimizer=nnx.SGD(0.1), epochs=1,
+                batch_size=32, callbacks=[Override(), assigned])  # fmt: skip
+    assert seen == [32, -32, 64, -64, 96, -96]
+
+
 def test_optimizer_state_round_trips_and_a_restored_optimizer_continues_identically(digits):
     (x, y), _ = digits
     kwargs = dict(loss=nnx.SparseCategoricalCrossentropy(), batch_size=128)

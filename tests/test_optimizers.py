@@ -296,3 +296,20 @@ def test_an_l2_penalty_on_no_such_parameter_is_refused_before_the_step(rng):
         nnx.train_step(model, rng.standard_normal((6, 4)), rng.integers(0, 3, 6), nnx.SparseCategoricalCrossentropy(),
                        optimizer)  # fmt: skip
     assert optimizer.t == 0 and all(np.array_equal(w, before[k]) for k, w in model.get_weights().items())
+
+
+def test_state_replaced_between_steps_is_the_state_the_next_step_updates(rng):
+    """The optimizer keeps its views of each parameter's state from step to step; a new ``state``
+    dict, or a new array in it, is what the next step reads and writes (load_state, or by hand)."""
+    model = nnx.Sequential(nnx.Dense(4, 3), backend="numpy", seed=0)
+    optimizer, loss = nnx.Adam(1e-2), nnx.SparseCategoricalCrossentropy()
+    x, y = rng.standard_normal((6, 4)), rng.integers(0, 3, 6)
+    nnx.train_step(model, x, y, loss, optimizer)
+    optimizer.state = {}
+    nnx.train_step(model, x, y, loss, optimizer)
+    assert sorted(optimizer.state_arrays()) == ["layers.0.W.m", "layers.0.W.v", "layers.0.b.m", "layers.0.b.v"]
+    assert all(a.any() for a in optimizer.state_arrays().values())
+    fresh = np.zeros_like(optimizer.state["layers.0.W"]["m"])
+    optimizer.state["layers.0.W"]["m"] = fresh
+    nnx.train_step(model, x, y, loss, optimizer)
+    assert optimizer.state["layers.0.W"]["m"] is fresh and fresh.any()
