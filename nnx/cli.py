@@ -158,9 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """The entry point; Ctrl-C anywhere in it prints one line and returns 130."""
-    ctrl_c, previous = CtrlC(), None
+    ctrl_c, previous, print_unraisable = CtrlC(), None, sys.unraisablehook
     try:
         if threading.current_thread() is threading.main_thread():
+            sys.unraisablehook = ctrl_c.unraisable
             previous = signal.signal(signal.SIGINT, ctrl_c)
         code = _main(argv, ctrl_c)
         if not ctrl_c.received:
@@ -179,6 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
+        sys.unraisablehook = print_unraisable
 
 
 def _main(argv: list[str] | None, ctrl_c: CtrlC) -> int:

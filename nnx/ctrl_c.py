@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import sys
 import threading
 from typing import Any
 
@@ -16,10 +17,18 @@ class CtrlC:
 
     def __init__(self) -> None:
         self.received = False
+        self._print_unraisable = sys.unraisablehook
 
     def __call__(self, signum: int, frame: Any) -> None:
         self.received = True
         raise KeyboardInterrupt
+
+    def unraisable(self, unraisable: Any) -> None:
+        """``sys.unraisablehook`` while the command runs. A KeyboardInterrupt raised where Python can
+        only print it ("Exception ignored in": a weakref callback of the import system, a __del__)
+        is noted already, and the entry point reports it in its one line; anything else is printed."""
+        if not (issubclass(unraisable.exc_type, KeyboardInterrupt) and self.received):
+            self._print_unraisable(unraisable)
 
 
 def raise_if_interrupted() -> None:

@@ -280,6 +280,33 @@ def test_ctrl_c_saves_the_last_complete_epoch_to_out_and_says_how_to_resume(tmp_
     assert nnx.load(checkpoint, backend="numpy").training_info["epoch"] == completed + 1
 
 
+def test_a_ctrl_c_that_python_can_only_print_is_left_to_the_one_line():
+    """A Ctrl-C inside a weakref callback of the import system or a __del__ is "Exception ignored
+    in ..." for Python; while the command runs it is noted and not printed. Other such errors go
+    to the hook it replaced."""
+    from nnx.ctrl_c import CtrlC
+
+    class RaisesWhenCollected:
+        def __init__(self, error: type[BaseException]) -> None:
+            self.error = error
+
+        def __del__(self) -> None:
+            raise self.error
+
+    printed: list[type[BaseException]] = []
+    before = sys.unraisablehook
+    sys.unraisablehook = lambda unraisable: printed.append(unraisable.exc_type)
+    ctrl_c = CtrlC()  # it keeps the hook it replaces
+    sys.unraisablehook = ctrl_c.unraisable
+    try:
+        ctrl_c.received = True  # as the SIGINT handler notes it before raising
+        RaisesWhenCollected(KeyboardInterrupt)  # collected at once
+        RaisesWhenCollected(ValueError)
+    finally:
+        sys.unraisablehook = before
+    assert printed == [ValueError]
+
+
 def test_ctrl_c_at_any_moment_prints_one_line_and_exits_130(tmp_path):
     """From the entry point's first instruction on (while NumPy is imported, the data loaded, during
     training), Ctrl-C gives one line on stderr and exit code 130."""
