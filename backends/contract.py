@@ -90,6 +90,7 @@ class Backend(ExtraKernels):
     here, the activations, LayerNorm and the other losses from ExtraKernels."""
 
     name: str = "abstract"
+    device: str = "CPU"  # what computes: a GPU backend names its device
     xp: ModuleType = np
     host_reads_are_free: bool = True
     update_chunk: int | None = None  # optimizers update parameters in pieces of this many elements

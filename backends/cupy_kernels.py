@@ -58,6 +58,12 @@ class CupyBackend(Backend):
     xp = cupy
     host_reads_are_free = False
 
+    @property
+    def device(self) -> str:
+        """The current device's number and name, as the CUDA runtime reports them."""
+        index = cupy.cuda.Device().id
+        return f"{index}: {cupy.cuda.runtime.getDeviceProperties(index)['name'].decode()}"
+
     def asarray(self, host: Any, dtype: Any = None) -> Array:
         return cupy.asarray(host, dtype=dtype)
 

@@ -17,6 +17,7 @@ from backends import get_backend, unavailable_reason
 from backends.blas import find_gemm
 from backends.compiled import UNAVAILABLE
 from backends.numpy_backend import COMPILED, NumpyBackend
+from tests.stand_in import STAND_IN  # noqa: F401 (under NNX_FAKE_GPU=1: the CuPy stand-in, before any import of cupy)
 
 if os.environ.get("NNX_REQUIRE_COMPILED") == "1" and COMPILED is None:
     raise RuntimeError(f"NNX_REQUIRE_COMPILED=1 but the compiled CPU kernels cannot be used: {UNAVAILABLE}")

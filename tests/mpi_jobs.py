@@ -46,15 +46,16 @@ def main(job: str, out: str) -> None:
                     raise RuntimeError("rank 1 fails on purpose")
 
         digits_run(dp, 64, epochs=50, callbacks=[Fail()])
-    elif job == "nccl":  # one rank on a GPU: NCCL's all-reduce on a device buffer, and fit on CuPy
+    elif job.startswith("nccl"):  # nccl[-<optimizer>]: NCCL's all-reduce on a device buffer, and fit on CuPy
         import cupy
 
+        optimizer = job.partition("-")[2] or "sgd"
         dp.use_device()
         buffer = cupy.arange(12, dtype=cupy.float32) - 5.5
-        dp._nccl_allreduce(buffer)  # a sum over one rank: the same values, on the device
+        dp._nccl_allreduce(buffer)  # the sum over the ranks, on the device
         summed = cupy.asnumpy(buffer)
-        distributed, _ = digits_run(dp, 64, backend="cupy")
-        alone, _ = digits_run(None, 64, backend="cupy")
+        distributed, _ = digits_run(dp, 64, backend="cupy", optimizer=optimizer)
+        alone, _ = digits_run(None, 64, backend="cupy", optimizer=optimizer)
         np.savez(target, summed=summed, **{f"dp.{k}": w for k, w in distributed.get_weights().items()},
                  **{f"alone.{k}": w for k, w in alone.get_weights().items()})  # fmt: skip
     elif job == "interrupt":  # Ctrl-C reaches rank 1 alone, in epoch 2: every rank stops after the same step
