@@ -17,7 +17,7 @@ from backends import get_backend, unavailable_reason
 from backends.blas import find_gemm
 from backends.compiled import UNAVAILABLE
 from backends.numpy_backend import COMPILED, NumpyBackend
-from tests.stand_in import STAND_IN  # noqa: F401 (under NNX_FAKE_GPU=1: the CuPy stand-in, before any import of cupy)
+from tests.stand_in import STAND_IN  # (under NNX_FAKE_GPU=1: the CuPy stand-in, before any import of cupy)
 
 if os.environ.get("NNX_REQUIRE_COMPILED") == "1" and COMPILED is None:
     raise RuntimeError(f"NNX_REQUIRE_COMPILED=1 but the compiled CPU kernels cannot be used: {UNAVAILABLE}")
@@ -67,3 +67,26 @@ def cpu_backend(request):
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
+
+
+_GPU_OUTCOMES: dict[str, int] = {}
+
+
+def pytest_runtest_logreport(report):
+    """Count the outcomes of GPU-marked tests (their call phase, or the setup that skipped them)."""
+    if "gpu" in report.keywords and (report.when == "call" or report.outcome == "skipped"):
+        _GPU_OUTCOMES[report.outcome] = _GPU_OUTCOMES.get(report.outcome, 0) + 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _GPU_OUTCOMES:
+        where = "on the CuPy stand-in" if STAND_IN else "on this machine"
+        counts = ", ".join(f"{n} {outcome}" for outcome, n in sorted(_GPU_OUTCOMES.items()))
+        terminalreporter.write_line(f"GPU-marked tests {where}: {counts}")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Under the stand-in, a GPU test that skipped for want of a GPU is a failure: the stand-in is one."""
+    if STAND_IN and CUPY_MISSING is not None and exitstatus == 0:
+        session.exitstatus = 1
+        print(f"\nNNX_FAKE_GPU=1, but the CuPy stand-in could not be used: {CUPY_MISSING}")
