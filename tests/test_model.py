@@ -21,6 +21,7 @@ from nnx.errors import (
     TrainingDiverged,
     TrainingInterrupted,
 )
+from tests.helpers import mlp_probability_bound
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +117,9 @@ def test_predict_gives_probabilities_and_predict_classes_their_argmax(digits):
     assert probs.shape == (len(xt), 10) and probs.dtype == np.float32
     np.testing.assert_allclose(probs.sum(axis=1), 1, rtol=1e-5)
     np.testing.assert_array_equal(model.predict_classes(xt), probs.argmax(axis=1))
-    np.testing.assert_allclose(model.predict(xt, batch_size=7), probs, rtol=1e-6)
+    # Batches of 7 rows take other BLAS kernels than one of all rows: the sums in another order.
+    bound = mlp_probability_bound(model, xt)
+    assert (np.abs(model.predict(xt, batch_size=7) - probs) <= bound).all()
 
 
 def test_dropout_is_off_in_evaluate_and_predict(digits):
