@@ -17,7 +17,10 @@ returns None and the NumPy backend takes the contract's two steps (product, then
 from __future__ import annotations
 
 import ctypes
+import json
 import os
+import subprocess
+import sys
 from typing import NamedTuple
 
 import numpy as np
@@ -42,6 +45,30 @@ class Gemm(NamedTuple):
     def address(self, dtype: np.dtype) -> int:
         """The gemm for float32 or float64 arrays."""
         return self.sgemm if dtype == np.float32 else self.dgemm
+
+
+def forced_kernel_warning() -> str | None:
+    """A warning when OPENBLAS_CORETYPE makes OpenBLAS run other kernels than the ones it picks for
+    this CPU (Haswell's where the CPU has AVX-512 halves the speed of a float32 gemm); None when the
+    variable is unset or names the kernel OpenBLAS would pick anyway. Asks a fresh Python without
+    the variable which kernel that is."""
+    forced = os.environ.get("OPENBLAS_CORETYPE")
+    if not forced:
+        return None
+    probe = (
+        "import json, numpy; from threadpoolctl import threadpool_info; "
+        "print(json.dumps([p.get('architecture') for p in threadpool_info() if p.get('internal_api') == 'openblas']))"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_CORETYPE"}
+    try:
+        result = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=60)
+        native = json.loads(result.stdout)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        native = []
+    if native and all(str(kernel).lower() == forced.lower() for kernel in native):
+        return None
+    own = ", ".join(map(str, native)) or "unknown"
+    return f"OPENBLAS_CORETYPE={forced} forces OpenBLAS's {forced} kernels; on this CPU it would pick {own}"
 
 
 def loaded_blas_libraries() -> list[str]:

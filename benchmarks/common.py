@@ -135,6 +135,11 @@ def machine() -> dict[str, Any]:
     except ImportError:
         info["blas"] = "unknown (install threadpoolctl)"
     info["env"] = {k: os.environ.get(k, "unset") for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
+    from backends.blas import forced_kernel_warning
+
+    warning = forced_kernel_warning()
+    if warning:
+        info["WARNING"] = warning + " (a slower BLAS: compare only runs under the same setting)"
     from backends import get_backend
 
     info["nnx CPU kernels"] = get_backend("numpy").kernel_status()

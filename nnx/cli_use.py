@@ -164,6 +164,11 @@ def cmd_info(args: argparse.Namespace) -> int:
         for p in threadpool_info()
         if p.get("user_api") == "blas"
     ]
+    from backends.blas import forced_kernel_warning
+
+    warning = forced_kernel_warning()
+    if warning:
+        info["blas_warning"] = warning
     try:
         import cupy
 

@@ -139,3 +139,14 @@ def test_numpy_s_own_blas_comes_first_when_another_is_loaded_too():
 
     ctypes.CDLL(os.path.join(lp64.get_lib_dir(), "libscipy_openblas.so"))  # a second BLAS in the process
     assert len(loaded_blas_libraries()) >= 2 and find_gemm() == FOUND
+
+
+def test_a_forced_openblas_kernel_is_named_with_the_one_this_cpu_would_pick(monkeypatch):
+    from backends.blas import forced_kernel_warning
+
+    monkeypatch.delenv("OPENBLAS_CORETYPE", raising=False)
+    assert forced_kernel_warning() is None
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "NotAKernel")  # read by a fresh process only: this one is unchanged
+    warning = forced_kernel_warning()
+    assert warning is not None and warning.startswith("OPENBLAS_CORETYPE=NotAKernel forces OpenBLAS's NotAKernel")
+    assert "on this CPU it would pick" in warning and "unknown" not in warning

@@ -20,7 +20,9 @@ pytest.importorskip("mpi4py", reason="mpi4py is not installed (pip install '.[mp
 MPIEXEC = shutil.which("mpiexec") or str(Path(sys.executable).parent / "mpiexec")
 pytestmark = [
     pytest.mark.mpi,
-    pytest.mark.skipif(not Path(MPIEXEC).exists(), reason="no mpiexec (pip install mpich)"),
+    pytest.mark.skipif(
+        not Path(MPIEXEC).exists(), reason="no mpiexec for the 2-rank tests: pip install -e '.[test,mpi]'"
+    ),
 ]
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -40,7 +40,7 @@ def test_nccl_sums_a_device_buffer_and_one_rank_on_cupy_trains_as_one_process(tm
 
 @pytest.mark.mpi
 @pytest.mark.skipif(not STAND_IN, reason="two ranks need two GPUs; the CuPy stand-in (NNX_FAKE_GPU=1) has them")
-@pytest.mark.skipif(not Path(MPIEXEC).exists(), reason="no mpiexec (pip install mpich)")
+@pytest.mark.skipif(not Path(MPIEXEC).exists(), reason="no mpiexec for the 2-rank tests: pip install -e '.[test,mpi]'")
 @pytest.mark.parametrize("optimizer", ["sgd", "momentum"])  # the weights all-reduced; the gradients
 def test_two_ranks_on_two_devices_all_reduce_through_nccl_and_train_as_one_process(tmp_path, optimizer):
     job = f"nccl-{optimizer}"

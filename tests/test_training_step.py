@@ -27,7 +27,9 @@ def network(backend, dtype="float64"):
 
 def torch_gradients(weights, x, y):
     """The gradients of the mean cross-entropy of the same network, by PyTorch's autograd (float64)."""
-    torch = pytest.importorskip("torch", reason="PyTorch (the torch extra) is not installed")
+    torch = pytest.importorskip(
+        "torch", reason="PyTorch, the independent reference, is not installed: pip install -e '.[test,torch]'"
+    )
     params = {k: torch.tensor(v, requires_grad=True) for k, v in weights.items()}
     h = torch.tensor(x)
     for i in (0, 2, 4):

@@ -14,7 +14,9 @@ RTOL = 1e-10  # float64 against PyTorch: relative, and absolute at this fraction
 
 
 def torch_or_skip():
-    torch = pytest.importorskip("torch", reason="PyTorch (the torch extra) is not installed")
+    torch = pytest.importorskip(
+        "torch", reason="PyTorch, the independent reference, is not installed: pip install -e '.[test,torch]'"
+    )
     torch.set_num_threads(1)  # tiny tensors; and a thread pool would hang a test forked after it ran
     return torch
 
