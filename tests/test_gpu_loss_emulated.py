@@ -1,111 +1,39 @@
-"""The fused loss kernel's arithmetic, checked without a GPU: softmax_xent.cu is compiled as C++ with
-a small emulation of one CUDA block (a thread per CUDA thread, a barrier for __syncthreads, per-warp
-barriers for __shfl_xor_sync, statics for __shared__) and run block by block on the CPU. This holds
-its precision, its denormal clamp and its NaN rows against the CPU backend wherever g++ with C++20
-is installed; the same kernel on a device is tested in tests/test_gpu_kernels.py."""
+"""The fused loss kernel's arithmetic on the CuPy stand-in (NNX_FAKE_GPU=1): softmax_xent.cu, compiled
+for the host with g++ over tests/fake_cupy/cupy/cuda_host.h (each CUDA block's threads as fibers,
+__syncthreads and warp shuffles as real waits), launched with the grids and blocks given here, held
+against the CPU backend: its precision, its denormal clamp and its NaN rows, for block shapes the
+backend's own choice does not reach. The same kernel on a device is tested in
+tests/test_gpu_kernels.py."""
 
 from __future__ import annotations
-
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
 
 from backends import get_backend
 from backends.contract import denormal_floor
-from backends.cuda_sources import softmax_xent_source
+from backends.cuda_sources import FLOAT_TYPES, softmax_xent_source
+from tests.stand_in import STAND_IN
 
-CXX = shutil.which("g++")
-pytestmark = pytest.mark.skipif(CXX is None, reason="g++ (to emulate a CUDA block on the CPU) is not installed")
-
-EMULATION = r"""
-#include <barrier>
-#include <cmath>
-#include <cstdio>
-#include <cstring>
-#include <thread>
-#include <vector>
-struct Dim { int x; };
-thread_local Dim threadIdx;
-Dim blockIdx, blockDim;
-std::barrier<>* block_barrier;
-std::barrier<>* warp_barrier[32];
-alignas(16) unsigned char smem_raw[48 * 1024];
-double shuffle_slots[1024];
-static inline float __int_as_float(unsigned int i) { float f; std::memcpy(&f, &i, 4); return f; }
-template <typename V> V __shfl_xor_sync(unsigned, V v, int lane_mask) {
-  const int t = threadIdx.x, warp = t >> 5;
-  shuffle_slots[t] = (double)v;
-  warp_barrier[warp]->arrive_and_wait();
-  const V other = (V)shuffle_slots[(t & ~31) | ((t & 31) ^ lane_mask)];
-  warp_barrier[warp]->arrive_and_wait();
-  return other;
-}
-void __syncthreads() { block_barrier->arrive_and_wait(); }
-#define __device__
-#define __forceinline__ inline
-#define __global__
-#define __restrict__
-#define __shared__ static
-"""
-
-MAIN = r"""
-int main() {  // stdin: n c threads cache lowest, then the logits and the labels; stdout: dlogits, row losses
-  int n, c, threads, cache;
-  double lowest;
-  if (scanf("%d %d %d %d %lf", &n, &c, &threads, &cache, &lowest) != 5) return 1;
-  std::vector<T> z((size_t)n * c), d((size_t)n * c);
-  std::vector<long long> y(n);
-  std::vector<double> loss(n);
-  for (auto& v : z) { double x; if (scanf("%lf", &x) != 1) return 1; v = (T)x; }
-  for (auto& v : y) if (scanf("%lld", &v) != 1) return 1;
-  blockDim.x = threads;
-  std::barrier<> block(threads);
-  block_barrier = &block;
-  for (int w = 0; w < threads / 32; w++) warp_barrier[w] = new std::barrier<>(32);
-  for (int row = 0; row < n; row++) {
-    blockIdx.x = row;
-    std::vector<std::thread> team;
-    for (int t = 0; t < threads; t++)
-      team.emplace_back([&, t] {
-        threadIdx.x = t;
-        KERNEL(z.data(), y.data(), d.data(), loss.data(), n, c, (T)lowest, cache);
-      });
-    for (auto& member : team) member.join();
-  }
-  for (auto v : d) printf("%.17g\n", (double)v);
-  for (auto v : loss) printf("%.17g\n", v);
-}
-"""
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not STAND_IN, reason="runs on the CuPy stand-in: NNX_FAKE_GPU=1")]
 
 
 @pytest.fixture(scope="module")
-def emulated(tmp_path_factory):
-    """run(z, y, threads=None, cache=True) -> (dlogits, row losses) from the kernel emulated on the CPU."""
-    folder = tmp_path_factory.mktemp("softmax_xent")
-    binaries = {}
-    for dtype, c_type in ((np.float32, "float"), (np.float64, "double")):
-        source, name = softmax_xent_source(c_type)
-        source = source.replace("extern __shared__ __align__(16) unsigned char smem_raw[];", "")
-        path = folder / f"{name}.cpp"
-        path.write_text(EMULATION + source.replace('extern "C" ', "") + MAIN.replace("KERNEL", name))
-        result = subprocess.run(
-            [CXX, "-std=c++20", "-O1", "-pthread", "-o", str(folder / name), str(path)], capture_output=True, text=True
-        )
-        if result.returncode != 0:
-            pytest.skip(f"g++ cannot build the emulation (C++20 <barrier> needed): {result.stderr[-400:]}")
-        binaries[np.dtype(dtype)] = folder / name
+def emulated():
+    """run(z, y, threads=None, cache=True) -> (dlogits, row losses) from the kernel on the stand-in."""
+    import cupy
+
+    kernels = {dtype: cupy.RawKernel(*softmax_xent_source(c_type)) for dtype, c_type in FLOAT_TYPES.items()}
 
     def run(z: np.ndarray, y: np.ndarray, threads: int | None = None, cache: bool = True):
         n, c = z.shape
         if threads is None:  # as CupyBackend.softmax_cross_entropy chooses
             threads = int(min(1024, max(32, 1 << max(c // 4 - 1, 1).bit_length())))
-        header = f"{n} {c} {threads} {int(cache)} {denormal_floor(z.dtype, n * c)!r}\n"
-        text = header + " ".join(map(repr, z.ravel().tolist())) + "\n" + " ".join(map(str, y))
-        out = subprocess.run([binaries[z.dtype]], input=text, capture_output=True, text=True, check=True, timeout=60)
-        values = np.array(out.stdout.split(), dtype=np.float64)
-        return values[: n * c].reshape(n, c).astype(z.dtype), values[n * c :]
+        d, loss = cupy.empty(z.shape, z.dtype), cupy.empty(n, np.float64)
+        lowest = z.dtype.type(denormal_floor(z.dtype, n * c))
+        args = (cupy.asarray(z), cupy.asarray(y), d, loss, np.int32(n), np.int32(c), lowest, np.int32(cache))
+        kernels[z.dtype]((n,), (threads,), args, shared_mem=c * z.itemsize if cache else 0)
+        return d.get(), loss.get()
 
     return run
 

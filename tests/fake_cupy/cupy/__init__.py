@@ -28,7 +28,6 @@ import numpy as _np
 from cupy import _stand_in
 
 __version__ = "14.0.0+nnx.stand.in"
-_HOST_TYPES = (bool, int, float, complex, _np.generic)
 
 
 class _Flags:
@@ -233,18 +232,11 @@ class ndarray:
     def fill(self, value: Any) -> None:
         self._a.fill(_unwrap(value))
 
-    def __dlpack__(self, *args: Any, **kwargs: Any) -> Any:
-        raise AttributeError("the CuPy stand-in does not implement cupy.ndarray.__dlpack__")
-
 
 def _index(key: Any) -> Any:
     if isinstance(key, tuple):
         return tuple(_index(k) for k in key)
-    if isinstance(key, ndarray):
-        return key._a
-    if isinstance(key, _np.ndarray):  # CuPy takes a host index array, copying it to the device
-        return key
-    return key
+    return key._a if isinstance(key, ndarray) else key  # a host index array CuPy copies to the device
 
 
 def _method(name: str) -> None:
